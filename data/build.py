@@ -1,0 +1,369 @@
+"""Build the aligned (original, spun) dataset: `python -m data.build --config configs/data.yaml`.
+
+Writes a `datasets.DatasetDict` (train/validation/test, split by source document) and a dataset card
+(card.json and README.md) to the configured output directory.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from data import config as cfglib
+from data.corpora import MissingCorpus, clean_text, read_jsonl, read_tsv, require, sha256
+from data.dictionaries import Thesaurus, load_moby, load_tortured
+from data.spinners import DictionarySpinner, Spun, word_labels
+from data.text import is_word, sentences, words
+
+
+@dataclass
+class ThesaurusConfig:
+    rate: list[float] = field(default_factory=lambda: [0.15, 0.6])
+    top_k: int = 5  # a swap picks among the k best-ranked synonyms
+    rank_keep: int = 8
+    max_phrase_words: int = 3
+    protect_capitalized: bool = True
+    inflections: bool = True
+    extra: dict[str, list[str]] = field(default_factory=dict)  # entries Moby lacks: function words, numbers
+
+
+@dataclass
+class LexiconConfig:
+    rate: list[float] = field(default_factory=lambda: [0.6, 1.0])
+    top_k: int = 3
+    max_phrase_words: int = 4
+    protect_capitalized: bool = False
+    include_uncertain: bool = False
+    skip_expected: list[str] = field(default_factory=list)  # artefact rows ("and" -> "associate in nursingd")
+
+
+@dataclass
+class SpinnersConfig:
+    thesaurus: ThesaurusConfig = field(default_factory=ThesaurusConfig)
+    lexicon: LexiconConfig = field(default_factory=LexiconConfig)
+
+
+@dataclass
+class SourcesConfig:
+    bbc: str = "news/bbc_news.jsonl"
+    ag_news: str = "news/ag_news_test.jsonl"
+    msr: str = "news/msr_news_sentences.tsv"
+    mrpc: list[str] = field(default_factory=lambda: ["paraphrase/mrpc_train.tsv", "paraphrase/mrpc_test.tsv"])
+    paws: list[str] = field(default_factory=lambda: ["paraphrase/paws_qqp_train.tsv", "paraphrase/paws_qqp_dev_test.tsv"])
+    lexicon: str = "lexicons/tortured_phrases.tsv"
+
+
+@dataclass
+class SentenceConfig:
+    originals: dict[str, int] = field(default_factory=lambda: {"bbc": 4000, "ag_news": 4000, "msr": 4000})
+    min_words: int = 6
+    max_words: int = 80
+    verbatim_share: float = 0.03  # originals also emitted as a verbatim copy (label clean)
+    mrpc_max: int = 4000
+    paws_max: int = 2000
+
+
+@dataclass
+class ArticleConfig:
+    max_articles: int = 2225
+    partial_share: list[float] = field(default_factory=lambda: [0.2, 0.5])  # share of paragraphs spun
+
+
+@dataclass
+class DataConfig:
+    data_root: str = "../shared/data"
+    output_dir: str = "data/build"
+    seed: int = 13
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    max_chars: int = 100_000
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    sentences: SentenceConfig = field(default_factory=SentenceConfig)
+    articles: ArticleConfig = field(default_factory=ArticleConfig)
+    spinners: SpinnersConfig = field(default_factory=SpinnersConfig)
+
+
+def load_config(path, overrides=None) -> DataConfig:
+    cfg = cfglib.load(path, DataConfig, overrides)
+    if set(cfg.splits) != {"train", "validation", "test"} or abs(sum(cfg.splits.values()) - 1) > 1e-6:
+        raise cfglib.ConfigError(f"splits: need train, validation, test summing to 1, got {cfg.splits} [in {path}]")
+    for name in ("thesaurus", "lexicon"):
+        lo, hi = getattr(cfg.spinners, name).rate
+        if not 0 <= lo <= hi <= 1:
+            raise cfglib.ConfigError(f"spinners.{name}.rate: need 0 <= low <= high <= 1, got {[lo, hi]} [in {path}]")
+    return cfg
+
+
+def make_spinners(cfg: SpinnersConfig, lexicon_path: Path) -> dict[str, DictionarySpinner]:
+    t = cfg.thesaurus
+    thes = Thesaurus(load_moby(), keep=t.rank_keep, extra=t.extra)
+    lex = load_tortured(lexicon_path, set(cfg.lexicon.skip_expected), cfg.lexicon.include_uncertain)
+    l = cfg.lexicon
+    return {
+        "thesaurus": DictionarySpinner("thesaurus", thes.get, t.max_phrase_words, t.rate, t.top_k,
+                                       t.protect_capitalized, t.inflections),
+        "lexicon": DictionarySpinner("lexicon", lambda k: lex.get(k, []), l.max_phrase_words, l.rate, l.top_k,
+                                     l.protect_capitalized, False),
+    }
+
+
+def stable_int(*parts) -> int:
+    return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def assign_split(group: str, seed: int, splits: dict[str, float]) -> str:
+    u = stable_int(seed, "split", group) / 2**64
+    acc = 0.0
+    for name in ("train", "validation", "test"):
+        acc += splits[name]
+        if u < acc:
+            return name
+    return "test"
+
+
+class Groups:
+    """Union-find over document ids: MRPC pairs tie two MSR sentences into one source group."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def n_words(text: str) -> int:
+    return sum(1 for s, e in words(text) if is_word(text[s:e]))
+
+
+def row(*, id, doc_id, source, level, kind, spinner, original, spun: Spun | None = None, label=0) -> dict:
+    text = spun.text if spun else original
+    edits = [e.as_dict() for e in spun.edits] if spun else []
+    labels = word_labels(text, edits)
+    word_flags = [lab for (s, e), lab in zip(words(text), labels) if is_word(text[s:e])]
+    return {
+        "id": id, "doc_id": doc_id, "source": source, "level": level, "kind": kind, "spinner": spinner,
+        "text": text, "original": original, "label": label,
+        "rate": round(spun.rate, 4) if spun else 0.0,
+        "spun_share": round(sum(word_flags) / len(word_flags), 4) if word_flags else 0.0,
+        "edits": edits, "word_labels": labels,
+    }
+
+
+def spun_rows(base: dict, original: str, spinners, seed: int, regions=None, kind="spun") -> list[dict]:
+    out = []
+    for name, spinner in spinners.items():
+        s = spinner.spin(original, stable_int(seed, base["id"], name), regions)
+        if s.edits:
+            out.append(row(**{**base, "id": f"{base['id']}:{name}" + (":partial" if regions else "")},
+                           kind=kind, spinner=name, original=original, spun=s, label=1))
+    return out
+
+
+def read_sources(cfg: DataConfig, root: Path, skipped: Counter):
+    """Originals by corpus, MRPC/PAWS pairs and the group of every document id."""
+    src, groups = cfg.sources, Groups()
+    clean = lambda v, name: _clean(v, cfg.max_chars, skipped, name)
+    bbc = [(r.get("id"), t) for r in read_jsonl(require(root, src.bbc, "sources.bbc"), skipped)
+           if (t := clean(r.get("text"), "bbc")) and r.get("id")]
+    ag = [(r.get("id"), t) for r in read_jsonl(require(root, src.ag_news, "sources.ag_news"), skipped)
+          if (t := clean(r.get("text"), "ag_news")) and r.get("id")]
+    msr = [(f"msr-{r['sentence_id']}", t) for r in read_tsv(require(root, src.msr, "sources.msr"), skipped)
+           if (t := clean(r.get("text"), "msr"))]
+    mrpc = []
+    for i, rel in enumerate(src.mrpc):
+        for r in read_tsv(require(root, rel, f"sources.mrpc[{i}]"), skipped):
+            a, b = clean(r.get("sentence1"), "mrpc"), clean(r.get("sentence2"), "mrpc")
+            if a and b:
+                ida, idb = f"msr-{r['id1']}", f"msr-{r['id2']}"
+                groups.union(ida, idb)
+                mrpc.append({"id": f"mrpc-{r['id1']}-{r['id2']}", "group": ida, "a": a, "b": b,
+                             "paraphrase": r.get("label") == "1"})
+    paws = []
+    for i, rel in enumerate(src.paws):
+        path = require(root, rel, f"sources.paws[{i}]")
+        for r in read_tsv(path, skipped):
+            a, b = clean(r.get("sentence1"), "paws"), clean(r.get("sentence2"), "paws")
+            if a and b:
+                paws.append({"id": f"paws-{path.stem}-{r.get('id')}", "a": a, "b": b})
+    return {"bbc": bbc, "ag_news": ag, "msr": msr}, mrpc, paws, groups
+
+
+def _clean(value, max_chars, skipped: Counter, name: str):
+    text, reason = clean_text(value, max_chars)
+    if reason:
+        skipped[f"{name}:{reason}"] += 1
+    return text
+
+
+def bbc_sentences(bbc, cfg: SentenceConfig) -> list[tuple[str, str]]:
+    out = []
+    for doc_id, text in bbc:
+        for k, (s, e) in enumerate(sentences(text)):
+            if cfg.min_words <= n_words(text[s:e]) <= cfg.max_words:
+                out.append((f"{doc_id}#s{k}", doc_id, text[s:e]))
+    return out
+
+
+def paragraphs(text: str) -> list[tuple[int, int]]:
+    spans, pos = [], 0
+    for part in text.split("\n\n"):
+        if part.strip():
+            spans.append((pos, pos + len(part)))
+        pos += len(part) + 2
+    return spans
+
+
+def build_rows(cfg: DataConfig, root: Path) -> tuple[dict[str, list[dict]], Counter]:
+    skipped: Counter = Counter()
+    corpora, mrpc, paws, groups = read_sources(cfg, root, skipped)
+    spinners = make_spinners(cfg.spinners, require(root, cfg.sources.lexicon, "sources.lexicon"))
+    rng = random.Random(cfg.seed)
+    split_of = lambda doc_id: assign_split(groups.find(doc_id), cfg.seed, cfg.splits)
+    out: dict[str, list[dict]] = defaultdict(list)
+    sc = cfg.sentences
+
+    # Sentence level: originals (clean), their spun versions, a few verbatim copies.
+    candidates = {
+        "bbc": bbc_sentences(corpora["bbc"], sc),
+        "ag_news": [(d, d, t) for d, t in corpora["ag_news"] if sc.min_words <= n_words(t) <= sc.max_words * 2],
+        "msr": [(d, d, t) for d, t in corpora["msr"] if sc.min_words <= n_words(t) <= sc.max_words],
+    }
+    for source, items in candidates.items():
+        if source not in sc.originals:
+            continue
+        items = sorted(items)
+        rng.shuffle(items)
+        for rid, doc_id, text in items[: sc.originals[source]]:
+            base = dict(id=rid, doc_id=doc_id, source=source, level="sentence")
+            rows = [row(**base, kind="original", spinner="none", original=text)]
+            rows += spun_rows(base, text, spinners, cfg.seed)
+            if stable_int(cfg.seed, "verbatim", rid) / 2**64 < sc.verbatim_share:
+                rows.append(row(**{**base, "id": rid + ":verbatim"}, kind="verbatim", spinner="none", original=text))
+            out[split_of(doc_id)].extend(rows)
+
+    # Human rewording is not spinning: MRPC paraphrases from other outlets, PAWS word-swaps.
+    for p in [p for p in mrpc if p["paraphrase"]][: sc.mrpc_max]:
+        out[split_of(p["group"])].append(row(id=p["id"], doc_id=groups.find(p["group"]), source="mrpc",
+                                             level="sentence", kind="paraphrase", spinner="human",
+                                             original=p["a"], spun=Spun(p["b"], [], 0.0)))
+    for p in paws[: sc.paws_max]:
+        out[split_of(p["id"])].append(row(id=p["id"], doc_id=p["id"], source="paws", level="sentence",
+                                          kind="paraphrase", spinner="human", original=p["a"],
+                                          spun=Spun(p["b"], [], 0.0)))
+
+    # Article level: each BBC article clean, fully spun, and with some paragraphs spun.
+    for doc_id, text in corpora["bbc"][: cfg.articles.max_articles]:
+        base = dict(id=doc_id, doc_id=doc_id, source="bbc", level="article")
+        rows = [row(**base, kind="original", spinner="none", original=text)]
+        rows += spun_rows(base, text, spinners, cfg.seed)
+        paras = paragraphs(text)
+        prng = random.Random(stable_int(cfg.seed, "partial", doc_id))
+        k = max(1, round(prng.uniform(*cfg.articles.partial_share) * len(paras)))
+        regions = sorted(prng.sample(paras, min(k, len(paras))))
+        rows += spun_rows(base, text, {"thesaurus": spinners["thesaurus"]}, cfg.seed, regions, kind="partial")
+        out[split_of(doc_id)].extend(rows)
+    return out, skipped
+
+
+def card(cfg: DataConfig, root: Path, splits: dict[str, list[dict]], skipped: Counter, seconds: float) -> dict:
+    counts = {}
+    for split, rows in splits.items():
+        c = Counter()
+        for r in rows:
+            band = "0" if r["spun_share"] == 0 else "<20%" if r["spun_share"] < 0.2 else "20-40%" if r["spun_share"] < 0.4 else ">=40%"
+            c[f"level={r['level']}"] += 1
+            c[f"{r['level']}/label={r['label']}"] += 1
+            c[f"{r['level']}/spinner={r['spinner']}"] += 1
+            c[f"{r['level']}/kind={r['kind']}"] += 1
+            c[f"{r['level']}/source={r['source']}"] += 1
+            c[f"{r['level']}/spun_share={band}"] += 1
+        counts[split] = {"rows": len(rows), "documents": len({r["doc_id"] for r in rows}), **dict(sorted(c.items()))}
+    src = cfg.sources
+    files = [src.bbc, src.ag_news, src.msr, *src.mrpc, *src.paws, src.lexicon]
+    return {
+        "config": asdict(cfg),
+        "data_root": str(root.resolve()),
+        "sources": {f: {"sha256": sha256(root / f), "bytes": (root / f).stat().st_size} for f in files},
+        "counts": counts,
+        "skipped": dict(sorted(skipped.items())),
+        "build_seconds": round(seconds, 1),
+    }
+
+
+def card_markdown(c: dict) -> str:
+    lines = ["# unspin aligned-pair dataset", "", "Built by `python -m data.build`; split by source document.", "",
+             "| split | rows | documents |", "|---|---|---|"]
+    lines += [f"| {s} | {v['rows']} | {v['documents']} |" for s, v in c["counts"].items()]
+    for split, v in c["counts"].items():
+        lines += ["", f"## {split}", ""] + [f"- {k}: {n}" for k, n in v.items() if k not in ("rows", "documents")]
+    lines += ["", "## Skipped rows", ""] + ([f"- {k}: {n}" for k, n in c["skipped"].items()] or ["- none"])
+    lines += ["", "## Sources", ""] + [f"- {f}: sha256 {v['sha256']}" for f, v in c["sources"].items()]
+    lines += ["", f"Build time: {c['build_seconds']} s", ""]
+    return "\n".join(lines)
+
+
+def features():
+    from datasets import Features, List, Value
+
+    edit = {k: Value("int32") for k in ("src_start", "src_end", "dst_start", "dst_end")}
+    edit.update(src=Value("string"), dst=Value("string"))
+    strings = ("id", "doc_id", "source", "level", "kind", "spinner", "text", "original")
+    return Features({**{k: Value("string") for k in strings}, "label": Value("int8"),
+                     "rate": Value("float32"), "spun_share": Value("float32"),
+                     "edits": List(edit), "word_labels": List(Value("int8"))})
+
+
+def build(cfg: DataConfig) -> dict:
+    """Build the dataset described by `cfg`; returns its card."""
+    from datasets import Dataset, DatasetDict
+
+    t0 = time.time()
+    root = cfglib.data_root(cfg.data_root)
+    if not root.is_dir():
+        raise MissingCorpus(f"data_root not found: {root} (set data_root in the config or UNSPIN_DATA_ROOT)")
+    splits, skipped = build_rows(cfg, root)
+    out = Path(cfg.output_dir)
+    dd = DatasetDict({s: Dataset.from_list(splits.get(s, []), features=features()) for s in ("train", "validation", "test")})
+    dd.save_to_disk(str(out))
+    c = card(cfg, root, splits, skipped, time.time() - t0)
+    (out / "card.json").write_text(json.dumps(c, indent=2))
+    (out / "README.md").write_text(card_markdown(c))
+    return c
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/data.yaml")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.set)
+        c = build(cfg)
+    except (cfglib.ConfigError, MissingCorpus) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for split, v in c["counts"].items():
+        print(f"{split:>10}: {v['rows']:6d} rows, {v['documents']:5d} documents, "
+              f"sentence spun/clean {v.get('sentence/label=1', 0)}/{v.get('sentence/label=0', 0)}, "
+              f"article spun/clean {v.get('article/label=1', 0)}/{v.get('article/label=0', 0)}")
+    print(f"skipped rows: {sum(c['skipped'].values())} {c['skipped'] or ''}")
+    print(f"wrote {cfg.output_dir} in {c['build_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+import json
+import subprocess
+from pathlib import Path
+from collections import defaultdict
+
+import pytest
+
+from data import build as builder
+from data.config import ConfigError
+from data.corpora import MissingCorpus
+from data.spinners import apply_edits, word_labels
+from data.text import sentences, words
+from tests.conftest import PARAGRAPHS, ROOT
+
+
+@pytest.fixture(scope="module")
+def spinners(corpus):
+    cfg = builder.load_config(ROOT / "configs/data.yaml")
+    return builder.make_spinners(cfg.spinners, corpus / "lexicons/tortured_phrases.tsv")
+
+
+def test_thesaurus_spinner_is_deterministic_under_a_seed(spinners):
+    s = spinners["thesaurus"]
+    text = " ".join(PARAGRAPHS[:4])
+    assert s.spin(text, 7) == s.spin(text, 7)
+    outputs = {s.spin(text, seed).text for seed in range(6)}
+    assert len(outputs) > 1 and text not in outputs
+
+
+@pytest.mark.parametrize("name", ["thesaurus", "lexicon"])
+def test_edits_rebuild_the_spun_text_and_point_at_their_substrings(spinners, name):
+    text = "\n\n".join(PARAGRAPHS)
+    for seed in range(5):
+        spun = spinners[name].spin(text, seed)
+        assert spun.edits, f"{name} made no edit"
+        assert apply_edits(text, spun.edits) == spun.text
+        for e in spun.edits:
+            assert text[e.src_start:e.src_end] == e.src
+            assert spun.text[e.dst_start:e.dst_end] == e.dst
+            assert e.src.lower() != e.dst.lower()
+        labels = word_labels(spun.text, spun.edits)
+        flagged = {spun.text[s:e] for (s, e), lab in zip(words(spun.text), labels) if lab}
+        assert flagged and all(any(w in e.dst for e in spun.edits) for w in flagged)
+
+
+def test_lexicon_spinner_uses_tortured_forms_and_keeps_case(spinners):
+    outputs = {spinners["lexicon"].spin("Artificial intelligence and data mining.", seed).text for seed in range(20)}
+    assert "Counterfeit consciousness and information mining." in outputs
+    assert all("associate in nursingd" not in o for o in outputs)  # artefact rows are skipped by config
+
+
+def test_thesaurus_spinner_swaps_function_words_phrases_and_keeps_names(spinners):
+    text = "Paris said it was unlikely that the foreign minister would visit a year ago."
+    seen = set()
+    for seed in range(30):
+        spun = spinners["thesaurus"].spin(text, seed)
+        seen |= {e.src for e in spun.edits}
+        assert spun.text.startswith("Paris ")
+    assert {"said", "was", "a year ago"} & seen and "Paris" not in seen
+
+
+def test_rate_range_is_respected(spinners):
+    from data.spinners import DictionarySpinner
+
+    base = spinners["thesaurus"]
+    for rate in [(1.0, 1.0), (0.2, 0.3)]:
+        s = DictionarySpinner("t", base.lookup, base.max_n, rate, base.top_k, True, True)
+        for seed in range(5):
+            spun = s.spin("\n\n".join(PARAGRAPHS), seed)
+            assert rate[0] - 0.05 <= spun.rate <= rate[1] + 0.05
+
+
+def test_sentence_splitter_keeps_offsets_and_abbreviations():
+    text = "Mr. Smith went to Washington. He said: \"It is fine.\"\n\nU.S. shares rose 1.5% on Monday! Really?"
+    spans = sentences(text)
+    parts = [text[s:e] for s, e in spans]
+    assert parts == ["Mr. Smith went to Washington.", "He said: \"It is fine.\"", "U.S. shares rose 1.5% on Monday!",
+                     "Really?"]
+
+
+@pytest.fixture(scope="module")
+def built(fixture_data_config):
+    cfg = builder.load_config(ROOT / "configs/data.yaml", fixture_data_config)
+    card = builder.build(cfg)
+    from datasets import load_from_disk
+
+    return cfg, card, load_from_disk(cfg.output_dir)
+
+
+def test_builder_on_fixture_corpus_writes_splits_and_card(built):
+    cfg, card, dd = built
+    assert set(dd) == {"train", "validation", "test"}
+    total = sum(len(dd[s]) for s in dd)
+    assert total == sum(v["rows"] for v in card["counts"].values()) > 100
+    on_disk = json.loads((Path(cfg.output_dir) / "card.json").read_text())
+    assert on_disk["counts"] == card["counts"]
+    assert all(len(v["sha256"]) == 64 for v in card["sources"].values())
+    rows = [r for s in dd for r in dd[s]]
+    assert {r["level"] for r in rows} == {"sentence", "article"}
+    assert {"thesaurus", "lexicon", "human", "none"} <= {r["spinner"] for r in rows}
+    assert {"original", "spun", "partial", "paraphrase"} <= {r["kind"] for r in rows}
+    for r in rows:
+        if r["kind"] != "paraphrase":  # a human paraphrase has no alignment
+            assert apply_edits(r["original"], r["edits"]) == r["text"]
+        assert len(r["word_labels"]) == len(words(r["text"]))
+        assert r["label"] == int(bool(r["edits"]))
+
+
+def test_bad_rows_are_skipped_and_counted(built):
+    _, card, _ = built
+    skipped = card["skipped"]
+    for reason in ("bbc:empty", "bbc:non_text", "bbc:too_long", "bbc_news.jsonl:malformed"):
+        assert skipped.get(reason, 0) >= 1, reason
+
+
+def test_no_source_document_in_two_splits(built):
+    _, _, dd = built
+    where = defaultdict(set)
+    for split in dd:
+        for r in dd[split]:
+            where[r["doc_id"]].add(split)
+    assert all(len(s) == 1 for s in where.values())
+    # MRPC links MSR sentences 1000 and 1001: they are one source group, so one split.
+    msr = {r["id"].split(":")[0]: split for split in dd for r in dd[split] if r["source"] == "msr"}
+    if "msr-1000" in msr and "msr-1001" in msr:
+        assert msr["msr-1000"] == msr["msr-1001"]
+
+
+def test_build_is_deterministic(fixture_data_config, tmp_path, built):
+    _, _, dd = built
+    cfg = builder.load_config(ROOT / "configs/data.yaml", fixture_data_config + [f"output_dir={tmp_path}"])
+    rows, _ = builder.build_rows(cfg, builder.cfglib.data_root(cfg.data_root))
+    assert sorted(r["id"] for r in rows["train"]) == sorted(dd["train"]["id"])
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spinners:\n  thesaurus:\n    rat: [0.1, 0.2]\n")
+    with pytest.raises(ConfigError, match=r"spinners\.thesaurus\.rat: unknown key"):
+        builder.load_config(bad)
+    bad.write_text("seed: many\n")
+    with pytest.raises(ConfigError, match=r"seed: expected int"):
+        builder.load_config(bad)
+
+
+def test_missing_corpus_file_names_file_and_setting(corpus, tmp_path, fixture_data_config):
+    cfg = builder.load_config(ROOT / "configs/data.yaml",
+                              fixture_data_config + ["sources.msr=news/nope.tsv", f"output_dir={tmp_path}"])
+    with pytest.raises(MissingCorpus, match=r"news/nope\.tsv.*sources\.msr"):
+        builder.build(cfg)
+
+
+def test_cli_reports_bad_config_with_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("splits: {train: 0.5, validation: 0.5, tset: 0.0}\n")
+    proc = subprocess.run([builder.sys.executable, "-m", "data.build", "--config", str(bad)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "splits" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("target", ["train", "test"])
+def test_make_targets_resolve(target):
+    proc = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "python" in proc.stdout
