@@ -34,6 +34,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# make score INPUT="articles/ more.jsonl" OUTPUT=scores.jsonl [ARGS="--baseline --resume"]
+score: $(STAMP)
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl|OUT.csv'; exit 2; }
+	$(PY) -m inference.score $(INPUT) --output $(OUTPUT) $(ARGS)
+
 mlflow-ui: $(STAMP)
 	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}
 

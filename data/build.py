@@ -73,6 +73,7 @@ class SentenceConfig:
 class ArticleConfig:
     max_articles: int = 2225
     partial_share: list[float] = field(default_factory=lambda: [0.2, 0.5])  # share of paragraphs spun
+    min_edits: int = 3  # an article variant with fewer swaps is not emitted (one phrase is not a spun article)
 
 
 @dataclass
@@ -163,11 +164,11 @@ def row(*, id, doc_id, source, level, kind, spinner, original, spun: Spun | None
     }
 
 
-def spun_rows(base: dict, original: str, spinners, seed: int, regions=None, kind="spun") -> list[dict]:
+def spun_rows(base: dict, original: str, spinners, seed: int, regions=None, kind="spun", min_edits=1) -> list[dict]:
     out = []
     for name, spinner in spinners.items():
         s = spinner.spin(original, stable_int(seed, base["id"], name), regions)
-        if s.edits:
+        if len(s.edits) >= min_edits:
             out.append(row(**{**base, "id": f"{base['id']}:{name}" + (":partial" if regions else "")},
                            kind=kind, spinner=name, original=original, spun=s, label=1))
     return out
@@ -269,12 +270,13 @@ def build_rows(cfg: DataConfig, root: Path) -> tuple[dict[str, list[dict]], Coun
     for doc_id, text in corpora["bbc"][: cfg.articles.max_articles]:
         base = dict(id=doc_id, doc_id=doc_id, source="bbc", level="article")
         rows = [row(**base, kind="original", spinner="none", original=text)]
-        rows += spun_rows(base, text, spinners, cfg.seed)
+        rows += spun_rows(base, text, spinners, cfg.seed, min_edits=cfg.articles.min_edits)
         paras = paragraphs(text)
         prng = random.Random(stable_int(cfg.seed, "partial", doc_id))
         k = max(1, round(prng.uniform(*cfg.articles.partial_share) * len(paras)))
         regions = sorted(prng.sample(paras, min(k, len(paras))))
-        rows += spun_rows(base, text, {"thesaurus": spinners["thesaurus"]}, cfg.seed, regions, kind="partial")
+        rows += spun_rows(base, text, {"thesaurus": spinners["thesaurus"]}, cfg.seed, regions, kind="partial",
+                          min_edits=cfg.articles.min_edits)
         out[split_of(doc_id)].extend(rows)
     return out, skipped
 

@@ -5,8 +5,8 @@ import csv
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 csv.field_size_limit(1 << 30)
 

@@ -64,9 +64,11 @@ class Thesaurus:
             self._ranked[word] = [c for _, c in scored[: self.keep]]
         return self._ranked[word]
 
-    def table(self) -> dict[str, list[str]]:
-        """Every non-empty entry (slow: ranks all headwords not yet ranked)."""
+    def table(self, vocabulary: set[str] | None = None) -> dict[str, list[str]]:
+        """Every non-empty entry, or those of `vocabulary` (ranking all 30k headwords takes 30 s)."""
         keys = set(self.moby) | set(self.extra)
+        if vocabulary is not None:
+            keys &= vocabulary
         return {w: c for w in sorted(keys) if (c := self.get(w))}
 
 

@@ -7,8 +7,8 @@ Every swap is recorded as an `Edit`, so each word of the output is known to be s
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 from data.text import is_word, words
 

@@ -22,6 +22,7 @@ from data.text import is_word, sentences, words
 from inference.prose import ProseRules, prose_mask
 
 META = "unspin.json"
+SUGGESTIONS = "suggestions.json.gz"
 
 
 def sigmoid(x):
@@ -96,10 +97,18 @@ class Detector:
         self.sentence_calibrator = Linear(**meta["sentence_calibrator"]) if meta.get("sentence_calibrator") else None
         self.text_calibrator = Linear(**meta["text_calibrator"]) if meta.get("text_calibrator") else None
         self.suggester = None
+        lex = meta.get("lexicon") or {}
+        self.use_lexicon(lex.get("phrases", []), lex.get("score", 0.99))
+
+    def use_lexicon(self, phrases: list[str], score: float) -> None:
+        self.meta["lexicon"] = {"phrases": sorted(phrases), "score": score}
+        self.lexicon = {p.lower() for p in phrases}
+        self.lexicon_score = float(score)
+        self.lexicon_max_words = max((p.count(" ") + 1 for p in self.lexicon), default=0)
 
     # ---- loading and saving ------------------------------------------------------------------
     @classmethod
-    def load(cls, uri_or_path: str | Path) -> "Detector":
+    def load(cls, uri_or_path: str | Path) -> Detector:
         """From a detector directory, an exported MLflow model directory, or any MLflow model URI
         (`models:/unspin@champion`, `models:/unspin/3`, `runs:/<id>/model`)."""
         path = Path(str(uri_or_path))
@@ -114,7 +123,7 @@ class Detector:
         return cls.from_dir(found)
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> "Detector":
+    def from_dir(cls, path: str | Path) -> Detector:
         path = Path(path)
         meta = json.loads((path / META).read_text())
         tagger = baseline = None
@@ -127,10 +136,10 @@ class Detector:
 
             baseline = joblib.load(path / "baseline.joblib")
         det = cls(meta, tagger, baseline)
-        if (path / "suggestions.json").exists():
+        if (path / SUGGESTIONS).exists():
             from inference.suggest import Suggester
 
-            det.suggester = Suggester.load(path / "suggestions.json")
+            det.suggester = Suggester.load(path / SUGGESTIONS)
         return det
 
     def save(self, path: str | Path) -> Path:
@@ -147,6 +156,8 @@ class Detector:
             import joblib
 
             joblib.dump(self.baseline, path / "baseline.joblib")
+        if self.suggester is not None:
+            self.suggester.save(path / SUGGESTIONS)
         (path / META).write_text(json.dumps(meta, indent=2))
         return path
 
@@ -182,10 +193,23 @@ class Detector:
         if self.tagger is not None:
             for s, p in zip(flat, self.tagger.word_probs(chunks)):
                 s.probs = p
+            if self.lexicon:
+                for a in out:
+                    for s in a.sentences:
+                        self.mark_lexicon_hits(a.text, s)
         elif chunks:
             for s, p in zip(flat, self.baseline.predict_proba(chunks)[:, 1]):
                 s.raw = float(p)
         return out
+
+    def mark_lexicon_hits(self, text: str, s: Sentence) -> None:
+        """Known tortured phrases ("counterfeit consciousness") are spun whatever the encoder thinks."""
+        toks = [text[a:b].lower() for a, b in s.words]
+        for i in range(len(toks)):
+            for n in range(min(self.lexicon_max_words, len(toks) - i), 1, -1):
+                if " ".join(toks[i:i + n]) in self.lexicon:
+                    s.probs[i:i + n] = np.maximum(s.probs[i:i + n], self.lexicon_score)
+                    break
 
     def calibrate(self, analyses: list[Analysis]) -> list[float]:
         """Fill sentence scores; return text scores."""

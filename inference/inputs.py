@@ -80,7 +80,8 @@ def _iter_directory(root: str, max_bytes: int) -> Iterator[Record]:
     found: list[tuple[tuple[str, ...], str, str | None]] = []  # (sort key, path, error)
 
     def unreadable(e: OSError):
-        found.append((_rel_parts(e.filename, root), e.filename, f"cannot read directory: {e.strerror}"))
+        where = e.filename or root
+        found.append((_rel_parts(where, root), where, f"cannot read directory {where}: {e.strerror or e}"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # .git, editor state...
@@ -125,10 +126,10 @@ def read_article(path: str, rid: str, max_bytes: int) -> Record:
 
 
 def looks_binary(data: bytes, sample: int = 8192) -> bool:
-    """NUL bytes, or mostly control bytes other than the usual white space, in the first `sample` bytes."""
-    head = data[:sample]
-    if b"\x00" in head:
+    """NUL bytes anywhere, or mostly control bytes other than white space in the first `sample` bytes."""
+    if b"\x00" in data:
         return True
+    head = data[:sample]
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13) or b == 127)
     return bool(head) and controls / len(head) > 0.3
 
@@ -261,12 +262,12 @@ def text_error(text, max_bytes: int) -> str | None:
         return "text missing" if text is None else f"text is not a string ({type(text).__name__})"
     if _bad_unicode(text):
         return "not UTF-8 text"
-    size = len(text.encode("utf-8"))
-    if size > max_bytes:
-        return _too_big("text", size, max_bytes)
+    data = text.encode("utf-8")
+    if len(data) > max_bytes:
+        return _too_big("text", len(data), max_bytes)
     if not text.strip():
         return "empty text"
-    if looks_binary(text[:8192].encode("utf-8")):
+    if looks_binary(data):
         return "binary data in text"
     return None
 

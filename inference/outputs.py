@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import os
-import secrets
 import sys
 from typing import Self
 
@@ -78,30 +77,27 @@ def csv_line(cells: list) -> str:
 class Writer:
     """Writes score records to `path` (.jsonl, .csv, or - for stdout). Use via `open_writer`.
 
-    resume=False: writes a temporary file next to `path` and renames it over `path` on a successful
-    close, so a crash (or an exception in the `with` block) leaves any old file intact.
-    resume=True: appends to `path`, first dropping a last line cut off by an earlier crash.
+    Every record is one whole line, flushed as it is written: a crash leaves only complete records
+    (and at most a cut-off last line), so `--resume` can carry on from where it stopped.
+    resume=False starts the file afresh; resume=True appends, first dropping a cut-off last line.
     """
 
     def __init__(self, path: str, resume: bool):
         self.path, self.resume = path, resume
         self.format = output_format(path)
         self.count = 0
-        self._tmp = None
         if path == "-":
             self._f = sys.stdout
             return
         if resume:
             _drop_partial_line(path)
-            self._f = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 (closed in close())
-        else:
-            self._f, self._tmp = _open_temp(path)
+        self._f = open(path, "a" if resume else "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed in close())
         if self.format == "csv":
             self._start_csv()
 
     def _start_csv(self):
         header = csv_line(CSV_COLUMNS)
-        if self._tmp is None and os.path.getsize(self.path) > 0:
+        if self.resume and os.path.getsize(self.path) > 0:
             with open(self.path, encoding="utf-8", newline="") as f:
                 first = f.readline()
             if first != header:
@@ -117,43 +113,24 @@ class Writer:
         self._f.flush()
         self.count += 1
 
-    def close(self, commit: bool = True) -> None:
-        """Finish the file. commit=False (after an error) keeps the old file and deletes the temporary one."""
+    def close(self) -> None:
         if self._f is None:
             return
         f, self._f = self._f, None
-        if f is sys.stdout:
-            f.flush()
-            return
-        try:
-            f.flush()
-            if commit:
-                os.fsync(f.fileno())
-        finally:
+        f.flush()
+        if f is not sys.stdout:
+            os.fsync(f.fileno())
             f.close()
-        if self._tmp is not None:
-            if commit:
-                os.replace(self._tmp, self.path)
-            else:
-                os.unlink(self._tmp)
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(commit=exc_type is None)
+        self.close()
 
 
 def open_writer(path: str, resume: bool) -> Writer:
     return Writer(path, resume)
-
-
-def _open_temp(path: str):
-    """A new file beside `path` (same file system, so the final rename is atomic), mode as umask allows."""
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    return open(fd, "w", encoding="utf-8", newline=""), tmp
 
 
 def _drop_partial_line(path: str, chunk: int = 1 << 16) -> int:

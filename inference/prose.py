@@ -33,7 +33,9 @@ class ProseRules:
         "a", "an", "the", "of", "and", "or", "in", "on", "at", "to", "for", "from", "with", "by", "&",
         "vs", "v", "de", "la", "le", "del", "van", "von", "der",
     )
-    # Site furniture, matched case-insensitively anywhere in the line (most are anchored at its start).
+    # Site furniture, matched case-insensitively anywhere in a line of at most boilerplate_max_words words
+    # (most are anchored at its start; the cap also keeps the unanchored ones fast on huge lines).
+    boilerplate_max_words: int = 80
     boilerplate: tuple[str, ...] = (
         (r"^\W*(?:related|more|other|latest|top|popular|trending|recommended|suggested|featured)\s+"
          r"(?:articles?|stories|news|content|links|topics|reads?|videos?|posts?|coverage|headlines)\b"),
@@ -119,7 +121,7 @@ def line_reason(line: str, rules: ProseRules = DEFAULT_RULES, in_list: bool = Fa
         return "url_email"
     if rx["copyright"].search(line):
         return "copyright"
-    if any(p.search(line) for p in rx["boilerplate"]):
+    if len(ws) <= rules.boilerplate_max_words and any(p.search(line) for p in rx["boilerplate"]):
         return "boilerplate"
     if len(ws) <= rules.byline_max_words and rx["byline"].match(line):
         return "byline"
@@ -155,17 +157,20 @@ def _is_timestamp(line: str, rules: ProseRules) -> bool:
 def _logical_lines(chunk: str) -> list[str]:
     """Lines of a span, with hard-wrapped prose re-joined: a line continues the previous one when it
     starts in lowercase or the previous one ends mid-clause (comma, dash, a function word)."""
-    out: list[str] = []
+    out: list[list[str]] = []
     for raw in chunk.splitlines():
         line = raw.strip()
         if not line:
             continue
-        if out and (line[0].islower() or re.search(r"[,;:(\-–—]$|\b(?:the|a|an|of|to|and|or|in|on|for|with|"
-                                                   r"that|by|at|from|as|is|was|were|are|has|had|have)$", out[-1])):
-            out[-1] += " " + line
+        if out and (line[0].islower() or _MID_CLAUSE.search(out[-1][-1])):
+            out[-1].append(line)
         else:
-            out.append(line)
-    return out
+            out.append([line])
+    return [" ".join(parts) for parts in out]
+
+
+_MID_CLAUSE = re.compile(r"(?:[,;:(\-–—]|\b(?:the|a|an|of|to|and|or|in|on|for|with|that|by|at|from|as|is|was"
+                         r"|were|are|has|had|have))$")
 
 
 def explain(text: str, spans: list[tuple[int, int]], rules: ProseRules | None = None) -> list[str | None]:

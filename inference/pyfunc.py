@@ -19,5 +19,6 @@ class UnspinModel(mlflow.pyfunc.PythonModel):
             model_input = pd.DataFrame(list(model_input))
         texts = model_input["text"].tolist() if "text" in model_input else [None] * len(model_input)
         ids = model_input["id"].tolist() if "id" in model_input else list(range(len(model_input)))
-        ids = [i if isinstance(i, str) else (str(i) if i is not None and i == i else str(k)) for k, i in enumerate(ids)]
+        # a missing id (None/NaN) is keyed by the row's position, so every row still gets its record
+        ids = [str(i) if isinstance(i, (str, int)) and str(i).strip() else str(k) for k, i in enumerate(ids)]
         return self.detector.score(texts, ids=ids)

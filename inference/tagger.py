@@ -44,7 +44,7 @@ class Tagger:
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
 
     @classmethod
-    def load(cls, path: str | Path, **kw) -> "Tagger":
+    def load(cls, path: str | Path, **kw) -> Tagger:
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 

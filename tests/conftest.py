@@ -42,16 +42,14 @@ def write_corpus(root: Path) -> Path:
     for sub in ("news", "paraphrase", "lexicons"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     with open(root / "news/bbc_news.jsonl", "w") as f:
-        for a in _articles():
-            f.write(json.dumps(a) + "\n")
+        f.writelines(json.dumps(a) + "\n" for a in _articles())
         f.write(json.dumps({"id": "bbc-empty", "text": ""}) + "\n")          # empty
         f.write(json.dumps({"id": "bbc-space", "text": "   \n "}) + "\n")    # whitespace
         f.write(json.dumps({"id": "bbc-num", "text": 12345}) + "\n")         # not text
         f.write(json.dumps({"id": "bbc-long", "text": "word " * 30000}) + "\n")  # too long
         f.write("{not json\n")                                                 # malformed
     with open(root / "news/ag_news_test.jsonl", "w") as f:
-        for i, p in enumerate(PARAGRAPHS * 2):
-            f.write(json.dumps({"id": f"ag-{i:05d}", "category": "world", "title": "t", "text": p}) + "\n")
+        f.writelines(json.dumps({"id": f"ag-{i:05d}", "category": "world", "title": "t", "text": p}) + "\n" for i, p in enumerate(PARAGRAPHS * 2))
     with open(root / "news/msr_news_sentences.tsv", "w", newline="") as f:
         w = csv.writer(f, delimiter="\t")
         w.writerow(["sentence_id", "text", "site", "date"])
@@ -94,3 +92,34 @@ def fixture_data_config(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("dataset")
     return [f"data_root={corpus}", f"output_dir={out}",
             "sentences.originals={bbc: 40, ag_news: 20, msr: 12}", "articles.max_articles=24"]
+
+
+def smoke_config(tmp_path_factory, *overrides):
+    """configs/smoke.yaml with its dataset written under the test session's temporary directory."""
+    from train import config as train_config
+
+    cfg = train_config.load(ROOT / "configs/smoke.yaml", list(overrides))
+    cfg.data.overrides = cfg.data.overrides + [f"output_dir={tmp_path_factory.getbasetemp() / 'smoke-data'}"]
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory):
+    import mlflow
+
+    tmp = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    for name in ("unspin-smoke", "unspin-smoke-2"):
+        mlflow.create_experiment(name, artifact_location=str(tmp / "artifacts" / name))
+    yield uri
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(mlflow_store, tmp_path_factory):
+    from train.run import train
+
+    return train(smoke_config(tmp_path_factory), "configs/smoke.yaml")

@@ -1,7 +1,7 @@
 import json
 import subprocess
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 

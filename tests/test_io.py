@@ -247,18 +247,16 @@ def test_truncated_last_line_is_ignored_and_dropped_on_resume(tmp_path, suffix):
     assert Path(out).read_bytes() == data
 
 
-def test_a_failed_run_leaves_the_old_output_intact(tmp_path):
+def test_a_crash_keeps_every_record_written_so_far_for_resume(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text(jl(score_record(9)))
     with pytest.raises(RuntimeError), open_writer(str(out), resume=False) as w:
         w.write(score_record(0))
-        assert read_jsonl(out) == [score_record(9)]  # not replaced while writing
+        w.write(score_record(1))
         raise RuntimeError("model crashed")
-    assert read_jsonl(out) == [score_record(9)]
+    assert read_jsonl(out) == [score_record(0), score_record(1)]  # a fresh run replaced the old file
+    assert read_ids(str(out)) == {"doc-0", "doc-1"}
     assert sorted(os.listdir(tmp_path)) == ["out.jsonl"]
-    with open_writer(str(out), resume=False) as w:
-        w.write(score_record(0))
-    assert read_jsonl(out) == [score_record(0)]
 
 
 # --- prose ---------------------------------------------------------------------------------------

@@ -58,6 +58,22 @@ class CalibrationSection:
 
 
 @dataclass
+class LexiconSignalSection:
+    enabled: bool = True  # mark known tortured phrases as spun (never in the cross-spinner ablation)
+    score: float = 0.99  # the word probability a hit gets
+    min_words: int = 2  # single-word forms are too ambiguous
+    max_clean_hits: int = 1  # drop phrases found more often than this in clean training originals
+
+
+@dataclass
+class SuggestionsSection:
+    enabled: bool = True
+    keep: int = 40  # synonyms per thesaurus headword that are reversed
+    min_bigram: int = 2  # word pairs seen fewer times in the originals are not shipped
+    context_weight: float = 1.0  # weight of the neighbour-pair counts against the candidate's frequency
+
+
+@dataclass
 class RegistrySection:
     name: str = "unspin"
     baseline_name: str = "unspin-baseline"
@@ -75,6 +91,8 @@ class TrainConfig:
     tagger: TaggerSection = field(default_factory=TaggerSection)
     ablation: AblationSection = field(default_factory=AblationSection)
     calibration: CalibrationSection = field(default_factory=CalibrationSection)
+    lexicon_signal: LexiconSignalSection = field(default_factory=LexiconSignalSection)
+    suggestions: SuggestionsSection = field(default_factory=SuggestionsSection)
     registry: RegistrySection = field(default_factory=RegistrySection)
     worst_examples: int = 30
     max_test_articles: int | None = None

@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from data import build as data_build
 from data.config import ConfigError
 from data.corpora import MissingCorpus
@@ -29,15 +28,15 @@ TARGETS = [  # (metric, comparison, goal) for the main model, from the training 
 
 
 def ensure_dataset(cfg: TrainConfig):
-    """Load the dataset the data config describes, building it first when missing."""
+    """Load the dataset the data config describes, building it first when missing or built otherwise."""
     from datasets import load_from_disk
 
     data_cfg = data_build.load_config(cfg.data.config, cfg.data.overrides)
     out = Path(data_cfg.output_dir)
-    if cfg.data.rebuild or not (out / "card.json").exists():
+    card = json.loads((out / "card.json").read_text()) if (out / "card.json").exists() else None
+    if cfg.data.rebuild or card is None or card["config"] != json.loads(json.dumps(dataclasses.asdict(data_cfg))):
         print(f"building dataset -> {out}", flush=True)
-        data_build.build(data_cfg)
-    card = json.loads((out / "card.json").read_text())
+        card = data_build.build(data_cfg)
     return load_from_disk(str(out)), card, data_cfg
 
 
@@ -64,14 +63,15 @@ def model_card(name: str, kind: str, val: dict, test: dict, table_text: str, car
 
 
 def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, exclude: str | None = None,
-            register: str | None = None) -> dict:
+            register: str | None = None, suggester=None, phrases: list[str] | None = None) -> dict:
     """Fit, calibrate, evaluate and log one model in the active (nested) run."""
     import mlflow
 
     from train.calibrate import fit_calibration
     from train.evaluate import evaluate, format_table, plots, worst_examples
 
-    keep = lambda rows: [r for r in rows if r["spinner"] != exclude] if exclude else rows
+    # An ablation is judged on sentences only (the cross-spinner row), which also keeps it quick.
+    keep = lambda rows: [r for r in rows if r["spinner"] != exclude and r["level"] == "sentence"] if exclude else rows
     train_rows = keep([r for r in splits["train"] if r["level"] == "sentence"])
     val_rows = keep(splits["validation"])
     rng = random.Random(cfg.seed)
@@ -94,8 +94,12 @@ def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, exclude: str 
             det.meta["quantized"] = True
     fit_seconds = time.time() - t0
     det.meta["train_rows"] = len(train_rows)
+    if kind == "tagger":
+        det.suggester = suggester
+        if phrases and not exclude:  # the ablation must not know the held-out spinner's phrases
+            det.use_lexicon(phrases, cfg.lexicon_signal.score)
     val = fit_calibration(det, val_rows, cfg.calibration, cfg.seed)
-    test_rows = splits["test"]
+    test_rows = [r for r in splits["test"] if r["level"] == "sentence"] if exclude else splits["test"]
     articles = [r for r in test_rows if r["level"] == "article"][: cfg.max_test_articles]
     test_rows = [r for r in test_rows if r["level"] == "sentence"] + articles
     t1 = time.time()
@@ -149,6 +153,18 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
     if cfg.ablation.enabled:
         for kind in (["baseline"] if cfg.baseline.enabled else []) + (["tagger"] if cfg.tagger.enabled else []):
             jobs.append((f"{kind}-without-{cfg.ablation.exclude_spinner}", kind, cfg.ablation.exclude_spinner, None))
+    suggester, phrases = None, None
+    originals = sorted({r["original"] for r in splits["train"] if r["spinner"] != "human"})
+    if cfg.tagger.enabled and cfg.suggestions.enabled:
+        from train.suggestions import build_suggester
+
+        s = cfg.suggestions
+        suggester = build_suggester(data_cfg, originals, s.keep, s.min_bigram, s.context_weight)
+    if cfg.tagger.enabled and cfg.lexicon_signal.enabled:
+        from train.suggestions import known_phrases
+
+        ls = cfg.lexicon_signal
+        phrases = known_phrases(data_cfg, originals, ls.min_words, ls.max_clean_hits)
     results = {}
     with mlflow.start_run(run_name="train") as parent:
         mlflow.set_tag("config_path", config_path or "")
@@ -161,7 +177,7 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
             print(f"== {run_name}", flush=True)
             with mlflow.start_run(run_name=run_name, nested=True):
                 mlflow.log_dict(dataclasses.asdict(cfg), "config/train.yaml")
-                results[run_name] = fit_one(kind, cfg, splits, card, exclude, register)
+                results[run_name] = fit_one(kind, cfg, splits, card, exclude, register, suggester, phrases)
             mlflow.log_metrics({f"{run_name}.{k}": v for k, v in results[run_name]["test"].items()})
         seconds = time.time() - t0
         mlflow.log_metric("total_seconds", seconds)

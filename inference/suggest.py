@@ -1,0 +1,85 @@
+"""What a flagged span probably said before spinning.
+
+A reverse lookup of the spinner dictionaries (spun form -> originals it could have come from), with
+candidates ranked by how well they fit the words around the span in clean news text (unigram and
+bigram counts from the training originals). "best diplomat" -> "top diplomat",
+"counterfeit consciousness" -> "artificial intelligence".
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+from data.spinners import SUFFIXES, inflect, keep_case
+from data.text import is_word, words
+
+MAX_PHRASE = 4
+
+
+class Suggester:
+    def __init__(self, reverse: dict[str, list[str]], unigram: dict[str, int], bigram: dict[str, int],
+                 context_weight: float = 1.0):
+        self.reverse, self.unigram, self.bigram = reverse, unigram, bigram
+        self.context_weight = context_weight
+
+    @classmethod
+    def load(cls, path: str | Path) -> Suggester:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            d = json.load(f)
+        return cls(d["reverse"], d["unigram"], d["bigram"], d.get("context_weight", 1.0))
+
+    def save(self, path: str | Path) -> Path:
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            json.dump({"reverse": self.reverse, "unigram": self.unigram, "bigram": self.bigram,
+                       "context_weight": self.context_weight}, f)
+        return Path(path)
+
+    def candidates(self, phrase: str) -> list[str]:
+        key = phrase.lower()
+        if key in self.reverse:
+            return self.reverse[key]
+        if " " not in key:  # crude inflection, as the spinner applied it
+            for suffix, ending in SUFFIXES:
+                if key.endswith(suffix) and key[: -len(suffix)] + ending in self.reverse:
+                    return [inflect(c, suffix) for c in self.reverse[key[: -len(suffix)] + ending]]
+        return []
+
+    def fit(self, cand: str, left: str | None, right: str | None) -> float:
+        toks = cand.lower().split()
+        score = math.log1p(self.unigram.get(toks[0], 0))
+        if left:
+            score += self.context_weight * math.log1p(self.bigram.get(f"{left.lower()} {toks[0]}", 0))
+        if right:
+            score += self.context_weight * math.log1p(self.bigram.get(f"{toks[-1]} {right.lower()}", 0))
+        return score
+
+    def suggest(self, text: str, start: int, end: int) -> str | None:
+        """The span text[start:end] with each phrase it knows replaced by its likeliest original."""
+        toks = [(s, e) for s, e in words(text) if start <= s and e <= end]
+        before = [text[s:e] for s, e in words(text[:start]) if is_word(text[s:e])]
+        after = [text[start + s:start + e] for s, e in words(text[start:]) if start + s >= end]
+        out, pos, i, changed = [], start, 0, False
+        while i < len(toks):
+            for n in range(min(MAX_PHRASE, len(toks) - i), 0, -1):
+                s, e = toks[i][0], toks[i + n - 1][1]
+                cands = self.candidates(text[s:e]) if is_word(text[s:e]) else []
+                if cands:
+                    cands = [text[s:e]] + cands  # the word as written wins when nothing fits better
+                    left = text[toks[i - 1][0]:toks[i - 1][1]] if i else (before[-1] if before else None)
+                    right = text[toks[i + n][0]:toks[i + n][1]] if i + n < len(toks) else (after[0] if after else None)
+                    best = max(cands, key=lambda c: self.fit(c, left, right))
+                    if best != text[s:e]:
+                        out += [text[pos:s], keep_case(text[s:e], best)]
+                        pos, changed = e, True
+                    i += n
+                    break
+            else:
+                i += 1
+        out.append(text[pos:end])
+        return "".join(out) if changed else None
+
+    def fill(self, text: str, spans: list[dict]) -> None:
+        for span in spans:
+            span["suggestion"] = self.suggest(text, span["start"], span["end"])

@@ -1,0 +1,85 @@
+"""Smoke training end to end against a real, temporary MLflow store."""
+import subprocess
+import sys
+
+import pytest
+
+from data.config import ConfigError
+from tests.conftest import ROOT, smoke_config
+from train import config as train_config
+
+
+def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    parent = client.get_run(smoke_run["run_id"])
+    assert parent.data.params["dataset_hash"]
+    assert "tagger.test_word_f1" in parent.data.metrics and "baseline.test_article_roc_auc" in parent.data.metrics
+    tagger = smoke_run["models"]["tagger"]
+    run = client.get_run(tagger["run_id"])
+    assert run.data.tags["mlflow.parentRunId"] == smoke_run["run_id"]
+    for key in ("val_article_roc_auc", "test_word_f1", "test_sentence_f1", "test_mrpc_fpr", "threshold"):
+        assert key in run.data.metrics, key
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch_val_word_f1")] == [0]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
+        a.path for d in ("plots", "evaluation") for a in client.list_artifacts(run.info.run_id, d)}
+    for path in ("model_card.md", "plots/pr_curve.png", "plots/calibration.png", "plots/confusion_matrix.png",
+                 "evaluation/test_table.txt", "evaluation/worst_examples.json"):
+        assert path in artifacts, path
+    assert str(client.get_model_version_by_alias("unspin", "champion").version) == tagger["version"] == "1"
+    assert str(client.get_model_version_by_alias("unspin-baseline", "champion").version) == "1"
+    # the ablation is evaluated on the spinner it never saw, and not registered
+    assert smoke_run["models"]["tagger-without-lexicon"]["version"] is None
+    assert "sentence: spinner=lexicon" in smoke_run["models"]["tagger-without-lexicon"]["table"]
+
+
+def test_pyfunc_loads_back_and_scores(smoke_run):
+    import mlflow
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model("models:/unspin@champion")
+    text = "The foreign minister said on Monday that talks had made good progress."
+    out = model.predict(pd.DataFrame({"id": ["a", "b"], "text": [text, "   "]}))
+    assert [r["id"] for r in out] == ["a", "b"]
+    good, empty = out
+    assert 0.0 <= good["score"] <= 1.0 and good["label"] in ("spun", "clean") and good["error"] is None
+    assert good["model"] == {"name": "unspin", "version": "1"}
+    assert all(text[s["start"]:s["end"]] == s["text"] for s in good["spans"])
+    assert good["sentences"] and good["sentences"][0]["start"] == 0
+    assert empty["error"] == "empty text" and empty["score"] is None
+
+
+def test_detector_load_from_registry_uri_scores_text_and_lists(smoke_run):
+    from inference import Detector
+
+    det = Detector.load("models:/unspin@champion")
+    one = det.score("Washington's best diplomat stated that overseas ministers met a 12 months in the past.")
+    assert set(one) == {"id", "score", "label", "threshold", "model", "sentences", "spans", "error"}
+    many = det.score(["One sentence here for the test.", "", "Another text to score for the test."])
+    assert len(many) == 3 and many[1]["error"] and many[0]["error"] is None
+
+
+def test_worse_model_does_not_take_champion(smoke_run, tmp_path_factory):
+    from mlflow import MlflowClient
+
+    from train.run import train
+
+    cfg = smoke_config(tmp_path_factory, "experiment=unspin-smoke-2", "baseline.enabled=false",
+                       "ablation.enabled=false", "tagger.lr=0.0", "tagger.max_steps=2")
+    worse = train(cfg)["models"]["tagger"]
+    best = smoke_run["models"]["tagger"]
+    assert (worse["val"]["val_article_roc_auc"], worse["val"]["val_article_pr_auc"]) < \
+           (best["val"]["val_article_roc_auc"], best["val"]["val_article_pr_auc"])
+    assert worse["version"] == "2" and not worse["promoted"] and "alias unchanged" in worse["message"]
+    assert str(MlflowClient().get_model_version_by_alias("unspin", "champion").version) == "1"
+
+
+def test_bad_train_config_key_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tagger:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"tagger\.learning_rate: unknown key"):
+        train_config.load(bad)
+    proc = subprocess.run([sys.executable, "-m", "train", "--config", str(bad)], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and "tagger.learning_rate" in proc.stderr and "Traceback" not in proc.stderr
