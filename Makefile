@@ -39,6 +39,10 @@ score: $(STAMP)
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl|OUT.csv'; exit 2; }
 	$(PY) -m inference.score $(INPUT) --output $(OUTPUT) $(ARGS)
 
+# Speed figures (prints them; nothing is asserted). Needs a trained model: `make train` first.
+bench: $(STAMP)
+	$(PY) bench/bench_score.py
+
 mlflow-ui: $(STAMP)
 	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}
 

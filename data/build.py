@@ -331,8 +331,10 @@ def features():
 
 def build(cfg: DataConfig) -> dict:
     """Build the dataset described by `cfg`; returns its card."""
+    import datasets
     from datasets import Dataset, DatasetDict
 
+    datasets.disable_progress_bars()
     t0 = time.time()
     root = cfglib.data_root(cfg.data_root)
     if not root.is_dir():

@@ -108,7 +108,7 @@ class Detector:
 
     # ---- loading and saving ------------------------------------------------------------------
     @classmethod
-    def load(cls, uri_or_path: str | Path) -> Detector:
+    def load(cls, uri_or_path: str | Path, quantize: bool = False) -> Detector:
         """From a detector directory, an exported MLflow model directory, or any MLflow model URI
         (`models:/unspin@champion`, `models:/unspin/3`, `runs:/<id>/model`)."""
         path = Path(str(uri_or_path))
@@ -120,17 +120,17 @@ class Detector:
         found = path if (path / META).exists() else next((p.parent for p in sorted(path.rglob(META))), None)
         if found is None:
             raise FileNotFoundError(f"no unspin detector ({META}) under {uri_or_path}")
-        return cls.from_dir(found)
+        return cls.from_dir(found, quantize)
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> Detector:
+    def from_dir(cls, path: str | Path, quantize: bool = False) -> Detector:
         path = Path(path)
         meta = json.loads((path / META).read_text())
         tagger = baseline = None
         if meta["kind"] == "tagger":
             from inference.tagger import Tagger
 
-            tagger = Tagger.load(path / "tagger", **meta.get("tagger", {}))
+            tagger = Tagger.load(path / "tagger", quantize=quantize, **meta.get("tagger", {}))
         else:
             import joblib
 
@@ -222,11 +222,16 @@ class Detector:
         X = [text_features(a, self.word_threshold) for a in analyses]
         return list(self.text_calibrator(X)) if self.text_calibrator else [x[0] for x in X]
 
+    def error_record(self, id, message: str) -> dict:
+        """The record of an input that could not be scored: present, keyed, and saying why."""
+        return {"id": id, "score": None, "label": None, "threshold": self.threshold, "model": self.model_info,
+                "sentences": [], "spans": [], "error": message}
+
     def record(self, id, a: Analysis, score: float) -> dict:
-        base = {"id": id, "threshold": self.threshold, "model": self.model_info}
         if a.error:
-            return {**base, "score": None, "label": None, "sentences": [], "spans": [], "error": a.error}
-        return {**base, "score": round(float(score), 6), "label": "spun" if score >= self.threshold else "clean",
+            return self.error_record(id, a.error)
+        return {"id": id, "score": round(float(score), 6), "label": "spun" if score >= self.threshold else "clean",
+                "threshold": self.threshold, "model": self.model_info,
                 "sentences": [{"start": s.start, "end": s.end, "score": round(s.score, 6)} for s in a.sentences],
                 "spans": self.spans(a), "error": None}
 

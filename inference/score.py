@@ -18,11 +18,6 @@ from inference.inputs import Record, iter_records, read_ids
 from inference.outputs import open_writer
 
 
-def error_record(det, rid: str, message: str) -> dict:
-    return {"id": rid, "score": None, "label": None, "threshold": det.threshold, "model": det.model_info,
-            "sentences": [], "spans": [], "error": message}
-
-
 def score_batch(det, batch: list[Record]) -> list[dict]:
     """Records for a batch, in order; a failure inside the model costs only the records it hits."""
     good = [r for r in batch if r.error is None]
@@ -30,24 +25,24 @@ def score_batch(det, batch: list[Record]) -> list[dict]:
         scored = iter(det.score([r.text for r in good], ids=[r.id for r in good]))
     except Exception:  # noqa: BLE001 - retry one by one so a single bad text cannot sink its batch
         scored = iter([score_one(det, r) for r in good])
-    return [error_record(det, r.id, r.error) if r.error is not None else next(scored) for r in batch]
+    return [det.error_record(r.id, r.error) if r.error is not None else next(scored) for r in batch]
 
 
 def score_one(det, r: Record) -> dict:
     try:
         return det.score([r.text], ids=[r.id])[0]
     except Exception as e:  # noqa: BLE001
-        return error_record(det, r.id, f"scoring failed: {type(e).__name__}: {e}")
+        return det.error_record(r.id, f"scoring failed: {type(e).__name__}: {e}")
 
 
 def run(inputs: list[str], output: str, model: str, threshold: float | None = None, resume: bool = False,
-        batch_size: int = 32, max_bytes: int = 1_000_000, progress: bool = True) -> dict:
+        batch_size: int = 32, max_bytes: int = 1_000_000, progress: bool = True, quantize: bool = False) -> dict:
     """Score `inputs` into `output`; returns the summary figures."""
     from tqdm import tqdm
 
     from inference import Detector
 
-    det = Detector.load(model)
+    det = Detector.load(model, quantize=quantize)
     if threshold is not None:
         det.threshold = threshold
     done = read_ids(output) if resume and output != "-" and os.path.exists(output) else set()
@@ -88,6 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="skip ids already in OUT and append")
     ap.add_argument("--config", help="inference config (default configs/inference.yaml)")
     ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
+                    help="int8 encoder weights (default from the config)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
@@ -99,7 +96,8 @@ def main(argv=None) -> int:
         cfg = settings.load(args.config)
         model = args.model or (cfg.baseline_model if args.baseline else cfg.model)
         summary = run(args.inputs, args.output, model, args.threshold, args.resume, args.batch_size or cfg.batch_size,
-                      cfg.max_bytes, progress=not args.quiet)
+                      cfg.max_bytes, progress=not args.quiet,
+                      quantize=cfg.quantize if args.quantize is None else args.quantize)
     except Exception as e:  # noqa: BLE001 - the command cannot run: say why, exit non-zero
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

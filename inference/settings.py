@@ -16,6 +16,7 @@ class InferenceConfig:
     batch_size: int = 32
     max_bytes: int = 1_000_000
     threads: int = 2
+    quantize: bool = False  # dynamic int8 encoder weights: faster on CPU (figures in README, `make bench`)
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> InferenceConfig:

@@ -57,20 +57,21 @@ class Suggester:
 
     def suggest(self, text: str, start: int, end: int) -> str | None:
         """The span text[start:end] with each phrase it knows replaced by its likeliest original."""
-        toks = [(s, e) for s, e in words(text) if start <= s and e <= end]
-        before = [text[s:e] for s, e in words(text[:start]) if is_word(text[s:e])]
-        after = [text[start + s:start + e] for s, e in words(text[start:]) if start + s >= end]
+        toks = [(start + s, start + e) for s, e in words(text[start:end])]
+        head, tail = text[max(0, start - 80):start], text[end:end + 80]  # neighbours are near
+        before = [head[s:e] for s, e in words(head) if is_word(head[s:e])]
+        after = [tail[s:e] for s, e in words(tail)]
         out, pos, i, changed = [], start, 0, False
         while i < len(toks):
             for n in range(min(MAX_PHRASE, len(toks) - i), 0, -1):
                 s, e = toks[i][0], toks[i + n - 1][1]
                 cands = self.candidates(text[s:e]) if is_word(text[s:e]) else []
                 if cands:
-                    cands = [text[s:e]] + cands  # the word as written wins when nothing fits better
                     left = text[toks[i - 1][0]:toks[i - 1][1]] if i else (before[-1] if before else None)
                     right = text[toks[i + n][0]:toks[i + n][1]] if i + n < len(toks) else (after[0] if after else None)
                     best = max(cands, key=lambda c: self.fit(c, left, right))
-                    if best != text[s:e]:
+                    # the span was flagged, so a swap back wins ties; the text as written must fit strictly better
+                    if self.fit(best, left, right) >= self.fit(text[s:e], left, right):
                         out += [text[pos:s], keep_case(text[s:e], best)]
                         pos, changed = e, True
                     i += n

@@ -39,7 +39,6 @@ class TaggerSection:
     eval_rows: int = 600  # validation rows scored after each epoch for the per-epoch curve
     threads: int = 2
     inference_batch_size: int = 64
-    quantize: bool = False  # ship a dynamic int8 copy
 
 
 @dataclass
@@ -54,6 +53,7 @@ class AblationSection:
 class CalibrationSection:
     word_threshold: float | None = None  # None = chosen on validation for the best spun-word F1
     max_clean_fp_rate: float = 0.01  # shipped threshold: at most this share of clean validation articles flagged
+    max_paraphrase_fp_rate: float = 0.01  # ... and at most this share of validation human paraphrases
     max_validation_articles: int | None = None
 
 

@@ -90,8 +90,6 @@ def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, exclude: str 
         det = fit_tagger(cfg.tagger, train_rows, rng.sample(val_sent, min(len(val_sent), cfg.tagger.eval_rows)),
                          cfg.seed, log=lambda k, v, s: mlflow.log_metric(k, v, step=s),
                          max_steps=cfg.ablation.max_steps if exclude else None)
-        if cfg.tagger.quantize:
-            det.meta["quantized"] = True
     fit_seconds = time.time() - t0
     det.meta["train_rows"] = len(train_rows)
     if kind == "tagger":

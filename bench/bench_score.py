@@ -1,0 +1,109 @@
+"""Batch-scoring benchmark: articles/s, tokens/s and peak RSS per model variant, plus the accuracy
+change of each speed-up on the test split. Prints figures; asserts nothing about time.
+
+    python bench/bench_score.py [--articles 200] [--no-accuracy]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+VARIANTS = {"tagger fp32": ("model", False), "tagger int8": ("model", True), "baseline": ("baseline_model", False)}
+
+
+def bench_articles(n: int, min_words: int = 300, max_words: int = 500) -> list[str]:
+    """BBC-sized test articles (clean and spun) from the built dataset."""
+    from datasets import load_from_disk
+
+    from data.build import load_config
+
+    rows = load_from_disk(load_config(ROOT / "configs/data.yaml").output_dir)["test"]
+    texts = [r["text"] for r in rows if r["level"] == "article" and min_words <= len(r["text"].split()) <= max_words]
+    return texts[:n]
+
+
+def measure(variant: str, n: int, batch_size: int) -> dict:
+    """Run in a fresh process so peak RSS belongs to this variant alone."""
+    from inference import Detector, settings
+
+    cfg = settings.load()
+    key, quantize = VARIANTS[variant]
+    det = Detector.load(getattr(cfg, key), quantize=quantize)
+    texts = bench_articles(n)
+    det.score(texts[:4])  # warm-up
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        det.score(texts[i:i + batch_size])
+    seconds = time.perf_counter() - t0
+    if det.tagger is not None:
+        tokens = sum(len(ids) for ids in det.tagger.tokenizer(texts)["input_ids"])
+    else:
+        tokens = sum(len(t.split()) for t in texts)
+    return {"variant": variant, "articles": len(texts), "mean_words": sum(len(t.split()) for t in texts) / len(texts),
+            "articles_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def accuracy(variant: str) -> dict:
+    """Test-split figures of a variant (same calibration as shipped)."""
+    from datasets import load_from_disk
+
+    from data.build import load_config
+    from inference import Detector, settings
+    from train.evaluate import evaluate
+
+    cfg = settings.load()
+    key, quantize = VARIANTS[variant]
+    det = Detector.load(getattr(cfg, key), quantize=quantize)
+    rows = load_from_disk(load_config(ROOT / "configs/data.yaml").output_dir)["test"].to_list()
+    m = evaluate(det, rows)["metrics"]
+    return {k: m.get(f"test_{k}") for k in ("sentence_f1", "sentence_spun20_f1", "word_f1", "article_roc_auc",
+                                            "article_f1", "mrpc_fpr")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--articles", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: one measurement in this process
+    ap.add_argument("--what", default="speed", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + str(ROOT / "mlflow.db"))
+    if args.variant:
+        fn = measure(args.variant, args.articles, args.batch_size) if args.what == "speed" else accuracy(args.variant)
+        print(json.dumps(fn))
+        return 0
+    print(f"batch scoring, {args.articles} BBC-sized test articles, batch {args.batch_size}, "
+          f"{os.cpu_count()} CPU cores")
+    print(f"{'variant':14s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s}")
+    for variant in VARIANTS:
+        out = subprocess.run([sys.executable, __file__, "--variant", variant, "--articles", str(args.articles),
+                              "--batch-size", str(args.batch_size)], capture_output=True, text=True, cwd=ROOT)
+        if out.returncode:
+            print(f"{variant:14s} failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{variant:14s} {r['articles_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:12.0f}"
+              f"   (mean {r['mean_words']:.0f} words/article)")
+    if not args.no_accuracy:
+        print("\naccuracy on the test split per variant (speed-ups change these, if at all):")
+        for variant in ("tagger fp32", "tagger int8"):
+            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--what", "accuracy"],
+                                 capture_output=True, text=True, cwd=ROOT)
+            r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
+            print(f"{variant:14s} " + ", ".join(f"{k}={v:.4f}" for k, v in r.items() if v is not None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,416 @@
+"""Sentence and word alignment of an input article with a candidate original, for `inference.match`.
+
+A spinner keeps an article's skeleton: the sentences stay in order, names and numbers stay put, and
+every change is one word or short phrase swapped for another in the same place ("top diplomat said"
+-> "best diplomat stated"). A journalist covering the same story in their own words does something
+else: sentences are reordered, words are inserted and dropped, numbers and names differ. So:
+
+1. `analyze` splits a text into sentences (data.text), marks which are prose (inference.prose) and
+   normalises its words (lower case, number words as digits, since spinners write "five" as "5").
+2. `align` pairs each input prose sentence with its best reference sentence (shared content words
+   propose, a word-level difflib ratio decides) and reads each pair's word-level diff:
+   `identical` (no edits), `spun` (only in-place swaps of bounded length, names and numbers kept),
+   or `reworded` (insertions, deletions, long or lopsided replacements, changed names/numbers).
+3. `relation` turns the article-level figures into spun_copy / verbatim_copy / partial_copy /
+   independent / no_match.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+
+from data.text import WORD_RE, is_word, sentences
+from inference.prose import prose_mask
+
+NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
+    "fifteen": "15", "sixteen": "16", "seventeen": "17", "eighteen": "18", "nineteen": "19", "twenty": "20",
+    "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90",
+}
+
+# Function words: they neither propose sentence pairs nor count as content.
+STOPWORDS = frozenset(["a", "an", "the", "and", "or", "but", "if", "then", "of", "in", "on", "at", "to", "for", "from", "by", "with", "without", "as", "is", "are", "was", "were", "be", "been", "being", "am", "it", "its", "it's", "this", "that", "these", "those", "there", "here", "he", "she", "they", "we", "you", "i", "me", "him", "her", "them", "us", "my", "his", "our", "your", "their", "not", "no", "nor", "so", "than", "too", "very", "can", "could", "will", "would", "shall", "should", "may", "might", "must", "do", "does", "did", "done", "has", "have", "had", "having", "which", "who", "whom", "whose", "what", "when", "where", "why", "how", "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "only", "own", "same", "just", "also", "about", "into", "over", "after", "before", "under", "again", "further", "once", "up", "down", "out", "off", "above", "below", "between", "through", "during", "while", "because", "until", "against", "said", "says", "say", "one", "1"])
+
+# Capitalised words that are not names even in mid-sentence.
+STOP_CAPITALS = frozenset({"i", "mr", "mrs", "ms", "dr", "sir", "the", "a", "an", "but", "and", "it", "in", "on",
+                           "he", "she", "they", "we", "this", "that", "there", "if", "as", "at", "for", "of",
+                           "i'm", "i've", "i'd", "i'll", "ok"})
+
+_APOS = str.maketrans({"’": "'", "‘": "'"})
+_OPENERS = set("\"“‘'(:[-–—")
+_POSSESSIVE = re.compile(r"'s$")
+
+
+def norm(token: str) -> str:
+    """Comparison form of a word: lower case, straight apostrophes, number words as digits, no 1,000 commas."""
+    t = token.lower().translate(_APOS)
+    if t in NUMBER_WORDS:
+        return NUMBER_WORDS[t]
+    if t[:1].isdigit() and "," in t:
+        t = t.replace(",", "")
+    return t
+
+
+@dataclass
+class Sentence:
+    start: int
+    end: int
+    prose: bool
+    norms: list[str]                # normalised word tokens (punctuation dropped)
+    spans: list[tuple[int, int]]    # their character offsets in the document
+    fixed: list[bool]               # name (capitalised mid-sentence, acronym) or number: spinners keep these
+
+    @property
+    def n(self) -> int:
+        return len(self.norms)
+
+
+@dataclass
+class Doc:
+    text: str
+    sentences: list[Sentence]
+
+    @property
+    def prose(self) -> list[int]:
+        """Indices of the prose sentences (all sentences when none looks like prose)."""
+        idx = [k for k, s in enumerate(self.sentences) if s.prose and s.n]
+        return idx or [k for k, s in enumerate(self.sentences) if s.n]
+
+    def prose_words(self) -> int:
+        return sum(self.sentences[k].n for k in self.prose)
+
+
+def analyze(text: str, check_prose: bool = True) -> Doc:
+    """Sentences of `text` with prose flags and normalised words (offsets into `text`)."""
+    spans = sentences(text)
+    mask = prose_mask(text, spans) if check_prose else [True] * len(spans)
+    out = []
+    for (s, e), prose in zip(spans, mask):
+        norms, wspans, fixed = [], [], []
+        prev = None
+        first = True
+        for m in WORD_RE.finditer(text, s, e):
+            tok = m.group()
+            if not is_word(tok):
+                prev = tok
+                continue
+            n = norm(tok)
+            initial = first or (prev is not None and prev in _OPENERS)
+            is_num = any(ch.isdigit() for ch in n)
+            is_name = (tok[0].isupper() and not initial and n not in STOP_CAPITALS) or \
+                (len(tok) > 1 and tok.isupper() and tok.isalpha() and n not in STOP_CAPITALS)
+            norms.append(n)
+            wspans.append(m.span())
+            fixed.append(is_num or is_name)
+            first, prev = False, tok
+        out.append(Sentence(s, e, prose, norms, wspans, fixed))
+    return Doc(text, out)
+
+
+# --- alignment -----------------------------------------------------------------------------------
+
+@dataclass
+class AlignConfig:
+    pair_candidates: int = 3          # reference sentences (most shared content words) tried per input sentence
+    min_shared_words: int = 2         # content words a sentence pair must share to be tried
+    min_pair_similarity: float = 0.4  # difflib ratio over words for a pair to count as aligned
+    min_gap_similarity: float = 0.2   # ... for a sentence between two aligned ones, paired by position
+    max_swap_words: int = 8           # a replacement longer than this on either side is rewording
+    max_swap_imbalance: int = 3       # ... and so is one whose two sides differ by more words than this
+    max_insert_words: int = 2         # a longer insertion is rewording (a spinner's "is" -> "is actually" is 1)
+    max_moved_words: int = 0          # more content words than this removed in one place, added in another: rewording
+
+
+@dataclass
+class Pair:
+    q: int            # input sentence index
+    r: int            # reference sentence index
+    similarity: float
+    kind: str         # identical | spun | reworded
+    equal: int        # input words equal to the reference
+    substituted: int  # input words inside in-place swaps
+    reworded: int     # words (both sides) in insertions, deletions, long or name/number-changing replacements
+    edits: list[dict] = field(default_factory=list)
+
+
+def _ops(a: Sentence, b: Sentence) -> list[tuple[str, int, int, int, int]]:
+    """Word diff of two sentences, anchored on the names and numbers they share.
+
+    difflib matches the longest common block first, so in "profit of $3.36bn, up 27% from its" ->
+    "profit respecting $3.36bn, levitate 27% exclusive of its" it pairs the two "of"s and reports the
+    numbers as deleted and re-inserted. Spinners never move names or numbers, so those are matched
+    first and difflib only diffs the stretches between them.
+    """
+    fa = [i for i, f in enumerate(a.fixed) if f]
+    fb = [j for j, f in enumerate(b.fixed) if f]
+    anchors = []
+    if fa and fb:
+        sm = SequenceMatcher(None, [a.norms[i] for i in fa], [b.norms[j] for j in fb], autojunk=False)
+        anchors = [(fa[m.a + k], fb[m.b + k]) for m in sm.get_matching_blocks() for k in range(m.size)]
+    ops: list[list] = []
+
+    def emit(tag, i1, i2, j1, j2):
+        if i1 == i2 and j1 == j2:
+            return
+        if ops and ops[-1][0] == tag == "equal" and ops[-1][2] == i1 and ops[-1][4] == j1:
+            ops[-1][2], ops[-1][4] = i2, j2
+        else:
+            ops.append([tag, i1, i2, j1, j2])
+
+    pi = pj = 0
+    for ai, bj in [*anchors, (a.n, b.n)]:
+        if ai > pi or bj > pj:
+            sub = SequenceMatcher(None, a.norms[pi:ai], b.norms[pj:bj], autojunk=False)
+            for tag, i1, i2, j1, j2 in sub.get_opcodes():
+                emit(tag, pi + i1, pi + i2, pj + j1, pj + j2)
+        if ai < a.n:
+            emit("equal", ai, ai + 1, bj, bj + 1)
+        pi, pj = ai + 1, bj + 1
+    return [tuple(o) for o in ops]
+
+
+def is_swap(tag: str, a: list[str], b: list[str], cfg: AlignConfig) -> bool:
+    """Whether one diff op of (original words `a`, spun words `b`) looks like a dictionary swap.
+
+    Spinners replace a word or a phrase of up to 3-4 words in place by a synonym of 1-4 words (adjacent
+    swaps merge into one op), sometimes by the word plus another ("is" -> "is actually"); they never
+    drop words and never change a number (number words are read as digits).
+    """
+    la, lb = len(a), len(b)
+    if tag == "delete":
+        return False
+    if tag == "insert":
+        return lb <= cfg.max_insert_words
+    if max(la, lb) > cfg.max_swap_words or abs(la - lb) > cfg.max_swap_imbalance:
+        return False
+    if lb > 3 * la + 1 or la > 2 * lb + 1:
+        return False
+    return not (any(_numeric(w) for w in a) and any(_numeric(w) for w in b))
+
+
+def _numeric(w: str) -> bool:
+    return any(ch.isdigit() for ch in w)
+
+
+def _merge_short_equals(opcodes, ref: Sentence) -> list[tuple]:
+    """Absorb one-word equal runs between two edits into one replacement.
+
+    Within a stretch of adjacent swaps difflib may match a stray function word across them ("prices out
+    of reach for many" -> "market values ungettable for a lot of" pairs the two "of"s), which splits the
+    swaps into a lopsided replacement and a deletion. Read as one replacement, the stretch is balanced.
+    Only function words are absorbed (never a number or a name).
+    """
+    out: list[list] = []
+    k = 0
+    ops = list(opcodes)
+    while k < len(ops):
+        tag, i1, i2, j1, j2 = ops[k]
+        if (tag == "equal" and i2 - i1 == 1 and out and out[-1][0] != "equal" and k + 1 < len(ops)
+                and ops[k + 1][0] != "equal" and ref.norms[i1] in STOPWORDS and not ref.fixed[i1]
+                and not _numeric(ref.norms[i1])):
+            nxt = ops[k + 1]
+            out[-1] = ["replace", out[-1][1], nxt[2], out[-1][3], nxt[4]]
+            k += 2
+            continue
+        if tag != "equal" and out and out[-1][0] != "equal":
+            out[-1] = ["replace", out[-1][1], i2, out[-1][3], j2]
+        else:
+            out.append([tag, i1, i2, j1, j2])
+        k += 1
+    return [tuple(o) for o in out]
+
+
+def _read_ops(ref: Sentence, inp: Sentence, opcodes, ref_text: str, inp_text: str, cfg: AlignConfig):
+    equal = substituted = reworded = 0
+    edits = []
+    ref_changed, inp_changed = set(), set()
+    for tag, i1, i2, j1, j2 in opcodes:
+        if tag == "equal":
+            equal += j2 - j1
+            continue
+        la, lb = i2 - i1, j2 - j1
+        ref_changed.update(ref.norms[i1:i2])
+        inp_changed.update(inp.norms[j1:j2])
+        swap = is_swap(tag, ref.norms[i1:i2], inp.norms[j1:j2], cfg)
+        if swap:
+            substituted += lb
+        else:
+            reworded += la + lb
+        # Show an insertion/deletion as a phrase swap with the word before it ("is" -> "is actually").
+        a1, b1 = i1, j1
+        if la == 0 or lb == 0:
+            if i1 > 0 and j1 > 0:
+                a1, b1 = i1 - 1, j1 - 1
+            elif i2 < ref.n and j2 < inp.n:
+                i2, j2 = i2 + 1, j2 + 1
+        os_, oe = (ref.spans[a1][0], ref.spans[i2 - 1][1]) if i2 > a1 else (ref.spans[min(a1, ref.n - 1)][0],) * 2
+        is_, ie = (inp.spans[b1][0], inp.spans[j2 - 1][1]) if j2 > b1 else (inp.spans[min(b1, inp.n - 1)][0],) * 2
+        edits.append({"original": ref_text[os_:oe], "spun": inp_text[is_:ie],
+                      "original_start": os_, "original_end": oe, "input_start": is_, "input_end": ie,
+                      "swap": swap})
+    # A content word taken out in one place and put back in another was moved: rewording, not a swap.
+    moved = len((ref_changed & inp_changed) - STOPWORDS) > cfg.max_moved_words
+    return equal, substituted, reworded, moved, edits
+
+
+def diff_pair(ref: Sentence, inp: Sentence, q: int, r: int, ref_text: str, inp_text: str, cfg: AlignConfig,
+              similarity: float, opcodes=None) -> Pair:
+    """Read the word diff of an aligned pair (reference = original side, input = spun side)."""
+    opcodes = opcodes if opcodes is not None else _ops(ref, inp)
+    equal, substituted, reworded, moved, edits = _read_ops(ref, inp, opcodes, ref_text, inp_text, cfg)
+    if reworded and not moved:
+        merged = _merge_short_equals(opcodes, ref)
+        if merged != opcodes:
+            second = _read_ops(ref, inp, merged, ref_text, inp_text, cfg)
+            if second[2] == 0 and not second[3]:
+                equal, substituted, reworded, moved, edits = second
+    if not edits:
+        kind = "identical"
+    elif reworded == 0 and not moved:
+        kind = "spun"
+    else:
+        kind = "reworded"
+    return Pair(q, r, round(similarity, 4), kind, equal, substituted, reworded, edits)
+
+
+def align(inp: Doc, ref: Doc, cfg: AlignConfig) -> list[Pair]:
+    """Best reference sentence for each input prose sentence, where one is similar enough."""
+    ref_idx = ref.prose
+    postings: dict[str, list[int]] = {}
+    for r in ref_idx:
+        for w in set(ref.sentences[r].norms):
+            if w not in STOPWORDS:
+                postings.setdefault(w, []).append(r)
+    pairs = []
+    for q in inp.prose:
+        s = inp.sentences[q]
+        shared: Counter = Counter()
+        for w in set(s.norms):
+            if w not in STOPWORDS:
+                shared.update(postings.get(w, ()))
+        best = None
+        for r, c in shared.most_common(cfg.pair_candidates):
+            if c < cfg.min_shared_words and c < len(set(s.norms) - STOPWORDS):
+                break
+            ratio = SequenceMatcher(None, ref.sentences[r].norms, s.norms, autojunk=False).ratio()
+            if best is None or ratio > best[0]:
+                best = (ratio, r, None)
+        if best and best[0] >= cfg.min_pair_similarity:
+            ratio, r, _ = best
+            rs = ref.sentences[r]
+            ops = _ops(rs, s)
+            equal = sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag == "equal")
+            ratio = max(ratio, 2 * equal / (rs.n + s.n))
+            pairs.append(diff_pair(rs, s, q, r, ref.text, inp.text, cfg, ratio, ops))
+    return _fill_gaps(inp, ref, pairs, cfg)
+
+
+def _fill_gaps(inp: Doc, ref: Doc, pairs: list[Pair], cfg: AlignConfig) -> list[Pair]:
+    """Align a heavily spun sentence by position: an unaligned input sentence whose neighbours are aligned
+    to consecutive-but-one reference sentences (q-1 -> r-1, q+1 -> r+1) is paired with r when they are
+    at least `min_gap_similarity` alike."""
+    if not pairs or cfg.min_gap_similarity >= cfg.min_pair_similarity:
+        return pairs
+    by_q = {p.q: p for p in pairs}
+    prose_q, prose_r = inp.prose, set(ref.prose)
+    pos = {q: k for k, q in enumerate(prose_q)}
+    taken = {p.r for p in pairs}
+    added = []
+    for q in prose_q:
+        if q in by_q:
+            continue
+        k = pos[q]
+        prev = by_q.get(prose_q[k - 1]) if k > 0 else None
+        nxt = by_q.get(prose_q[k + 1]) if k + 1 < len(prose_q) else None
+        if prev is None and nxt is None:
+            continue
+        r = prev.r + 1 if prev is not None else nxt.r - 1
+        if r not in prose_r or r in taken or (prev is not None and nxt is not None and nxt.r != r + 1):
+            continue
+        rs, s = ref.sentences[r], inp.sentences[q]
+        ops = _ops(rs, s)
+        equal = sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag == "equal")
+        ratio = 2 * equal / max(1, rs.n + s.n)
+        if ratio >= cfg.min_gap_similarity:
+            added.append(diff_pair(rs, s, q, r, ref.text, inp.text, cfg, ratio, ops))
+            taken.add(r)
+    return sorted(pairs + added, key=lambda p: p.q) if added else pairs
+
+
+# --- figures and relation ------------------------------------------------------------------------
+
+@dataclass
+class RelationConfig:
+    copy_coverage: float = 0.6      # input prose words in copied (identical/spun) sentences: full copy
+    copy_purity: float = 0.7        # copied share of the aligned input words, for any copy relation
+    verbatim_identical: float = 0.97  # share of copied input words identical: verbatim rather than spun
+    spun_min_swaps: int = 2         # ... and fewer in-place swaps than this
+    min_copy_words: int = 25        # fewer copied words than this is not evidence of copying
+    min_copy_sentences: int = 2
+    partial_coverage: float = 0.1   # input prose words in copied sentences: partial copy
+    min_order: float = 0.8          # share of aligned pairs in the reference's order, for a full copy
+    independent_retrieval: float = 0.15  # immutables similarity above which an unaligned candidate is the same story
+    independent_aligned: float = 0.1     # ... or share of input words aligned (reworded) to it
+
+
+def _monotone(pairs: list[Pair]) -> int:
+    """Length of the longest run of pairs in increasing reference order (LIS)."""
+    import bisect
+
+    tails: list[int] = []
+    for p in pairs:
+        k = bisect.bisect_right(tails, p.r)
+        if k == len(tails):
+            tails.append(p.r)
+        else:
+            tails[k] = p.r
+    return len(tails)
+
+
+def figures(inp: Doc, ref: Doc, pairs: list[Pair]) -> dict:
+    n_in = max(1, inp.prose_words())
+    n_ref = max(1, ref.prose_words())
+    aligned = sum(inp.sentences[p.q].n for p in pairs)
+    copied_pairs = [p for p in pairs if p.kind != "reworded"]
+    copied = sum(inp.sentences[p.q].n for p in copied_pairs)
+    ref_aligned = sum(ref.sentences[r].n for r in {p.r for p in pairs})
+    ref_copied = sum(ref.sentences[r].n for r in {p.r for p in copied_pairs})
+    equal_copied = sum(p.equal for p in copied_pairs)
+    return {
+        "input_aligned": round(aligned / n_in, 4),
+        "reference_aligned": round(min(1.0, ref_aligned / n_ref), 4),
+        "copied": round(copied / n_in, 4),
+        "reference_copied": round(min(1.0, ref_copied / n_ref), 4),
+        "copy_purity": round(copied / aligned, 4) if aligned else 0.0,
+        "identical": round(sum(p.equal for p in pairs) / aligned, 4) if aligned else 0.0,
+        "identical_copied": round(equal_copied / copied, 4) if copied else 0.0,
+        "substituted": round(sum(p.substituted for p in pairs) / aligned, 4) if aligned else 0.0,
+        "reworded": round(sum(p.reworded for p in pairs) /
+                          max(1, aligned + sum(ref.sentences[p.r].n for p in pairs)), 4),
+        "order": round(_monotone(pairs) / len(pairs), 4) if pairs else 0.0,
+        "word_match": round(sum(p.equal for p in pairs) / n_in, 4),
+        "swaps": sum(1 for p in copied_pairs for e in p.edits if e["swap"]),
+        "sentences": {"input": len(inp.prose), "reference": len(ref.prose), "aligned": len(pairs),
+                      "identical": sum(p.kind == "identical" for p in pairs),
+                      "spun": sum(p.kind == "spun" for p in pairs),
+                      "reworded": sum(p.kind == "reworded" for p in pairs)},
+        "_copied_words": copied,
+    }
+
+
+def relation(fig: dict, retrieval: float, cfg: RelationConfig) -> str:
+    sent = fig["sentences"]
+    n_copied = sent["identical"] + sent["spun"]
+    copy_evidence = (fig["_copied_words"] >= cfg.min_copy_words and n_copied >= min(cfg.min_copy_sentences, sent["input"])
+                     and fig["copy_purity"] >= cfg.copy_purity)
+    if copy_evidence and fig["copied"] >= cfg.copy_coverage and fig["order"] >= cfg.min_order:
+        verbatim = fig["identical_copied"] >= cfg.verbatim_identical and fig["swaps"] < cfg.spun_min_swaps
+        return "verbatim_copy" if verbatim else "spun_copy"
+    if copy_evidence and fig["copied"] >= cfg.partial_coverage:
+        return "partial_copy"
+    if fig["input_aligned"] >= cfg.independent_aligned or retrieval >= cfg.independent_retrieval:
+        return "independent"
+    return "no_match"

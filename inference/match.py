@@ -1,0 +1,269 @@
+"""Reference mode: which known original was an article spun or copied from.
+
+`python -m inference.match --references REFS --input INPUT... --output OUT.jsonl`
+
+REFS (a directory of article files or a .jsonl/.csv of id, text, title) are indexed once into the
+persisted index at `index_dir` (configs/match.yaml); a later run with new references only adds
+those (ids already indexed are skipped; an input unchanged since it was last read is not re-read).
+INPUT is read like `inference.score` reads it: one output record per input record, in input order;
+a malformed line, a non-UTF-8 or binary file, an empty or oversized text, a missing id each give a
+record with `error` set and the batch goes on. Exit status is non-zero only when the command itself
+cannot run (bad arguments or config, unreadable index, output not writable).
+
+Record: {"id", "relation", "source", "candidates": [{"reference", "title", "relation", "retrieval",
+"similarity", "alignment": [{input/reference offsets, "kind", "similarity", "substitutions",
+"other_edits"}]}], "error"}. relation is spun_copy | verbatim_copy | partial_copy | independent |
+no_match; offsets are character offsets into the input text and the reference text.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data import config as cfglib
+from inference.align import AlignConfig, RelationConfig, align, analyze, figures, relation
+from inference.inputs import STDIN, Record, iter_records, read_ids
+from inference.outputs import open_writer
+from inference.references import FeaturesConfig, IndexConfig, IndexStateError, ReferenceIndex, fingerprint_input
+
+DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "match.yaml"
+RELATIONS = ("verbatim_copy", "spun_copy", "partial_copy", "independent", "no_match")
+_RANK = {"verbatim_copy": 0, "spun_copy": 0, "partial_copy": 1, "independent": 2, "no_match": 3}
+
+
+@dataclass
+class RetrievalConfig:
+    candidates: int = 5        # references verified (aligned) per input
+    pool: int = 100            # best by immutables re-ranked by word-set similarity
+    rerank_weight: float = 1.0
+    min_immutables: float = 0.05  # candidates below this immutables similarity are not verified
+
+
+@dataclass
+class OutputConfig:
+    top_k: int = 3             # candidates reported per input (no_match candidates are not reported)
+    alignment: bool = True     # report the sentence alignment and substitutions
+
+
+@dataclass
+class MatchConfig:
+    index_dir: str = "artifacts/match_index"
+    max_bytes: int = 1_000_000
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    relation: RelationConfig = field(default_factory=RelationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> MatchConfig:
+    path = Path(path) if path else DEFAULT
+    if not path.exists() and path == DEFAULT:
+        return cfglib.build(MatchConfig, cfglib.apply_overrides({}, overrides or []))
+    cfg = cfglib.load(path, MatchConfig, overrides)
+    if cfg.features.vocabulary not in ("moby", "none"):
+        raise cfglib.ConfigError(f"features.vocabulary: expected moby or none, got {cfg.features.vocabulary!r} [in {path}]")
+    if cfg.retrieval.candidates < 1 or cfg.output.top_k < 1:
+        raise cfglib.ConfigError(f"retrieval.candidates and output.top_k must be >= 1 [in {path}]")
+    return cfg
+
+
+class Matcher:
+    """An open reference index plus the settings to match articles against it."""
+
+    def __init__(self, cfg: MatchConfig | None = None, index_dir: str | Path | None = None):
+        self.cfg = cfg or MatchConfig()
+        self.index = ReferenceIndex(index_dir or self.cfg.index_dir, self.cfg.features, self.cfg.index)
+
+    def close(self):
+        self.index.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    # references
+
+    def add_references(self, inputs: list[str], progress: bool = False) -> Counter:
+        """Index the records of `inputs` (paths as for iter_records) that are not indexed yet."""
+        counts: Counter = Counter()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(unit="ref", file=sys.stderr, dynamic_ncols=True, desc="indexing")
+        for name in inputs:
+            key = os.path.abspath(name) if name != STDIN else None
+            fp = fingerprint_input(name) if key else None
+            if fp is not None and self.index.source_unchanged(key, fp):
+                counts["unchanged_inputs"] += 1
+                continue
+            counts.update(self.index.add(iter_records([name], self.cfg.max_bytes),
+                                         progress=bar.update if bar else None))
+            if fp is not None:
+                self.index.mark_source(key, fp)
+        if bar:
+            bar.close()
+        return counts
+
+    def add_texts(self, items: list[tuple[str, str]] | list[Record]) -> Counter:
+        """Index (id, text) pairs or Records directly."""
+        recs = [r if isinstance(r, Record) else Record(id=r[0], text=r[1]) for r in items]
+        return self.index.add(recs)
+
+    # matching
+
+    def match(self, text: str, rid: str | None = None) -> dict:
+        """The match record of one article."""
+        cfg = self.cfg
+        doc = analyze(text)
+        imm, words = self.index.featurizer.features(doc)
+        found = self.index.search(imm, words, cfg.retrieval.candidates, cfg.retrieval.pool,
+                                  cfg.retrieval.rerank_weight)
+        found = [c for c in found if c.immutables >= cfg.retrieval.min_immutables or c.words >= 0.3]
+        refs = self.index.fetch([c.row for c in found])
+        cands = []
+        for c, (ref_id, title, ref_text) in zip(found, refs):
+            rdoc = analyze(ref_text, cfg.features.check_prose)
+            pairs = align(doc, rdoc, cfg.align)
+            fig = figures(doc, rdoc, pairs)
+            rel = relation(fig, c.immutables, cfg.relation)
+            fig.pop("_copied_words")
+            cand = {"reference": ref_id, "title": title, "relation": rel,
+                    "retrieval": {"immutables": round(c.immutables, 4), "words": round(c.words, 4),
+                                  "containment": round(c.containment, 4)},
+                    "similarity": fig}
+            if cfg.output.alignment:
+                cand["alignment"] = [_pair_record(doc, rdoc, p) for p in pairs]
+            cands.append(cand)
+        cands = [c for c in cands if c["relation"] != "no_match"]
+        cands.sort(key=lambda c: (_RANK[c["relation"]], -c["similarity"]["word_match"], -c["retrieval"]["immutables"]))
+        cands = cands[: cfg.output.top_k]
+        best = cands[0] if cands else None
+        return {"id": rid, "relation": best["relation"] if best else "no_match",
+                "source": best["reference"] if best and best["relation"] != "independent" else None,
+                "candidates": cands, "error": None}
+
+
+def _pair_record(inp, ref, p) -> dict:
+    qs, rs = inp.sentences[p.q], ref.sentences[p.r]
+    subs = [{k: v for k, v in e.items() if k != "swap"} for e in p.edits if e["swap"]]
+    other = [{k: v for k, v in e.items() if k != "swap"} for e in p.edits if not e["swap"]]
+    return {"input_start": qs.start, "input_end": qs.end, "reference_start": rs.start, "reference_end": rs.end,
+            "kind": p.kind, "similarity": p.similarity, "substitutions": subs, "other_edits": other}
+
+
+def error_record(rid: str, message: str) -> dict:
+    return {"id": rid, "relation": None, "source": None, "candidates": [], "error": message}
+
+
+def match_one(matcher: Matcher, r: Record) -> dict:
+    if r.error is not None:
+        return error_record(r.id, r.error)
+    try:
+        return matcher.match(r.text, r.id)
+    except Exception as e:  # noqa: BLE001 - one bad text must not sink the batch
+        return error_record(r.id, f"matching failed: {type(e).__name__}: {e}")
+
+
+def run(inputs: list[str], output: str, references: list[str] | None = None, cfg: MatchConfig | None = None,
+        index_dir: str | None = None, resume: bool = False, rebuild: bool = False, progress: bool = True) -> dict:
+    """Index `references` (new ones only), then match `inputs` into `output`; returns summary figures."""
+    cfg = cfg or MatchConfig()
+    if output != "-" and not output.lower().endswith(".jsonl"):
+        raise ValueError(f"output must end in .jsonl, or be - for stdout: {output}")
+    directory = Path(index_dir or cfg.index_dir)
+    if rebuild and directory.exists():
+        shutil.rmtree(directory)
+    t0 = time.time()
+    summary: dict = {"references": {}, "records": 0, "errors": 0, "skipped": 0, **{r: 0 for r in RELATIONS}}
+    with Matcher(cfg, directory) as m:
+        if references:
+            summary["references"] = dict(m.add_references(references, progress=progress))
+        summary["indexed"] = len(m)
+        summary["index_seconds"] = round(time.time() - t0, 2)
+        if not inputs:
+            return summary
+        if len(m) == 0:
+            raise ValueError(f"no references indexed in {directory}: pass --references")
+        done = read_ids(output) if resume and output != "-" and os.path.exists(output) else set()
+        t1 = time.time()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(unit="article", file=sys.stderr, dynamic_ncols=True, desc="matching")
+        with open_writer(output, resume=resume) as writer:
+            for r in iter_records(inputs, cfg.max_bytes):
+                if r.id in done:
+                    summary["skipped"] += 1
+                    continue
+                rec = match_one(m, r)
+                writer.write(rec)
+                summary["records"] += 1
+                summary["errors" if rec["error"] else rec["relation"]] += 1
+                if bar:
+                    bar.update(1)
+        if bar:
+            bar.close()
+        seconds = time.time() - t1
+        summary.update(match_seconds=round(seconds, 2),
+                       articles_per_second=round(summary["records"] / max(seconds, 1e-9), 2))
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--references", "-r", nargs="+", default=[], metavar="REFS",
+                    help="known originals to add to the index (directory, .jsonl, .csv)")
+    ap.add_argument("--input", "-i", nargs="+", default=[], metavar="INPUT", help="articles to match")
+    ap.add_argument("--output", "-o", metavar="OUT.jsonl", help="match records (.jsonl or - for stdout)")
+    ap.add_argument("--config", help="match config (default configs/match.yaml)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    ap.add_argument("--index", metavar="DIR", help="index directory (default: index_dir in the config)")
+    ap.add_argument("--rebuild", action="store_true", help="delete the index and index the references afresh")
+    ap.add_argument("--resume", action="store_true", help="skip ids already in OUT and append")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    if args.input and not args.output:
+        ap.error("--output is required with --input")
+    if not args.input and not args.references:
+        ap.error("nothing to do: give --references and/or --input")
+    try:
+        cfg = load_config(args.config, args.set)
+        s = run(args.input, args.output or "-", args.references, cfg, args.index, args.resume, args.rebuild,
+                progress=not args.quiet)
+    except (cfglib.ConfigError, IndexStateError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the command cannot run (e.g. output not writable): say why
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    refs = s["references"]
+    if refs:
+        errors = sum(v for k, v in refs.items() if k.startswith("errors:"))
+        print(f"references: {refs.get('added', 0)} added, {refs.get('existing', 0)} already indexed, "
+              f"{errors} bad records, {refs.get('unchanged_inputs', 0)} unchanged inputs skipped; "
+              f"{s['indexed']} indexed ({s['index_seconds']} s)", file=sys.stderr)
+    if args.input:
+        print(f"{s['records']} records: " + ", ".join(f"{s[r]} {r}" for r in RELATIONS) +
+              f", {s['errors']} errors, {s['skipped']} skipped (resume); {s['articles_per_second']} articles/s",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Suggestions, the known-phrase signal, and what a registered detector explains."""
+import pytest
+
+from data import build as data_build
+from inference.suggest import Suggester
+from tests.conftest import ROOT
+
+
+def test_suggester_reverses_swaps_and_ranks_by_context():
+    s = Suggester(reverse={"best": ["finest", "top"], "stated": ["said", "declared"], "12 months": ["year"],
+                           "counterfeit consciousness": ["artificial intelligence"], "shut": ["close", "closed"]},
+                  unigram={"top": 50, "finest": 60, "said": 500, "declared": 20, "year": 300, "close": 40},
+                  bigram={"top diplomat": 30, "close ties": 12, "a year": 90})
+    text = "Washington's best diplomat stated that a 12 months of shut ties bred counterfeit consciousness."
+    span = lambda phrase: (text.index(phrase), text.index(phrase) + len(phrase))
+    assert s.suggest(text, *span("best diplomat stated")) == "top diplomat said"  # context beats frequency
+    assert s.suggest(text, *span("12 months")) == "year"
+    assert s.suggest(text, *span("shut")) == "close"
+    assert s.suggest(text, *span("counterfeit consciousness")) == "artificial intelligence"
+    assert s.suggest(text, *span("bred")) is None  # nothing known: no suggestion
+
+
+def test_suggester_handles_crude_inflection_and_round_trips(tmp_path):
+    s = Suggester({"stock": ["share"]}, {"share": 5}, {})
+    assert s.suggest("He stocks the border.", 3, 9) == "shares"
+    back = Suggester.load(s.save(tmp_path / "s.json.gz"))
+    assert back.reverse == s.reverse and back.suggest("He stocks it.", 3, 9) == "shares"
+
+
+def test_tables_from_fixture_corpus(corpus, fixture_data_config):
+    from train.suggestions import build_suggester, known_phrases
+
+    cfg = data_build.load_config(ROOT / "configs/data.yaml", fixture_data_config)
+    originals = ["Big data helps. We like big data. Big data is here.", "Data mining finds patterns."]
+    s = build_suggester(cfg, originals, keep=10, min_bigram=1, context_weight=1.0)
+    assert "artificial intelligence" in s.candidates("counterfeit consciousness")
+    assert s.unigram["data"] == 4 and s.bigram["big data"] == 3
+    # "enormous information" stays; a tortured form that clean text uses often is dropped
+    phrases = known_phrases(cfg, originals + ["information mining is common here: information mining."] * 2,
+                            min_words=2, max_clean_hits=1)
+    assert "enormous information" in phrases and "counterfeit consciousness" in phrases
+    assert "information mining" not in phrases
+
+
+@pytest.fixture(scope="module")
+def detector(smoke_run):
+    from inference import Detector
+
+    return Detector.load("models:/unspin@champion")
+
+
+def test_known_tortured_phrase_is_flagged_with_its_original(detector):
+    text = "Researchers said counterfeit consciousness could help doctors read medical images faster."
+    rec = detector.score(text)
+    span = next(s for s in rec["spans"] if "counterfeit consciousness" in s["text"])
+    assert span["score"] >= 0.99 and "artificial intelligence" in span["suggestion"]
+
+
+def test_detector_round_trips_through_a_directory(detector, tmp_path):
+    from inference import Detector
+
+    text = "Officials expect the agreement to open the border to commerce and to reinforce financial strengthen."
+    again = Detector.load(detector.save(tmp_path / "det"))
+    assert again.score(text) == detector.score(text)

@@ -1,0 +1,394 @@
+"""The HTTP service for real: `python -m inference.service` under uvicorn, with the smoke-trained model
+from the temporary MLflow registry; a few checks run the app in-process with a real Detector."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from inference import service_settings
+from tests.conftest import PARAGRAPHS
+from tests.servers import Server, child_env, free_port, start_service
+
+KEY = "test-key-0123456789"
+HEADERS = {"X-API-Key": KEY}
+MAX_ITEMS, MAX_BODY, MAX_TEXT = 8, 300_000, 20_000
+SPUN = ("Washington's best diplomat stated on Monday that overseas ministers had made good progress a 12 months in "
+        "the past. Officials expect the agreement to open the border to commerce and to reinforce financial "
+        "strengthen for farmers.")
+CLEAN = "\n\n".join(PARAGRAPHS[:6])
+
+
+def article(words: int, offset: int = 0) -> str:
+    """About `words` words of news prose, in paragraphs."""
+    paras, n, k = [], 0, offset
+    while n < words:
+        p = PARAGRAPHS[k % len(PARAGRAPHS)]
+        paras.append(p)
+        n += len(p.split())
+        k += 1
+    return "\n\n".join(paras)
+
+
+@pytest.fixture(scope="module")
+def service(smoke_run, tmp_path_factory):
+    log = tmp_path_factory.mktemp("service") / "service.log"
+    env = child_env(UNSPIN_TEST_API_KEY=KEY)
+    server, url = start_service(log, f"http.max_batch_items={MAX_ITEMS}", f"http.max_body_bytes={MAX_BODY}",
+                                f"max_text_bytes={MAX_TEXT}", "http.api_key_env=UNSPIN_TEST_API_KEY", env=env)
+    try:
+        yield server, url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    _, url = service
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def openapi(client):
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    return r.json()
+
+
+@pytest.fixture(scope="module")
+def detector(smoke_run):
+    from inference import Detector
+
+    return Detector.load("models:/unspin@champion")
+
+
+# ---- a small JSON-schema check for what /openapi.json says ------------------------------------------
+
+TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "null": type(None),
+         "array": list, "object": dict}
+
+
+def check(value, schema: dict, spec: dict, where: str = "$") -> None:
+    if "$ref" in schema:
+        return check(value, spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]], spec, where)
+    if "anyOf" in schema:
+        errors = []
+        for option in schema["anyOf"]:
+            try:
+                return check(value, option, spec, where)
+            except AssertionError as e:
+                errors.append(str(e))
+        raise AssertionError(f"{where}: {value!r} matches no anyOf option: {errors}")
+    t = schema.get("type")
+    if t:
+        assert isinstance(value, TYPES[t]) and not (t in ("number", "integer") and isinstance(value, bool)), \
+            f"{where}: expected {t}, got {value!r}"
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
+    if t == "object":
+        props = schema.get("properties", {})
+        missing = set(schema.get("required", [])) - set(value)
+        assert not missing, f"{where}: missing {missing}"
+        if "properties" in schema and schema.get("additionalProperties") is not True:
+            assert set(value) <= set(props), f"{where}: undocumented keys {set(value) - set(props)}"
+        for k, v in value.items():
+            if k in props:
+                check(v, props[k], spec, f"{where}.{k}")
+    if t == "array":
+        for i, v in enumerate(value):
+            check(v, schema["items"], spec, f"{where}[{i}]")
+
+
+def response_schema(spec: dict, path: str, method: str = "post", code: str = "200") -> dict:
+    return spec["paths"][path][method]["responses"][code]["content"]["application/json"]["schema"]
+
+
+def assert_record(rec: dict, text: str, spec: dict) -> None:
+    check(rec, spec["components"]["schemas"]["ScoreRecord"], spec)
+    assert set(rec) == {"id", "score", "label", "threshold", "model", "sentences", "spans", "error"}
+    assert (rec["error"] is None) == (rec["score"] is not None) == (rec["label"] is not None)
+    if rec["error"] is None:
+        assert 0 <= rec["score"] <= 1 and rec["label"] == ("spun" if rec["score"] >= rec["threshold"] else "clean")
+        for s in rec["sentences"]:
+            assert 0 <= s["start"] < s["end"] <= len(text)
+        for s in rec["spans"]:
+            assert text[s["start"]:s["end"]] == s["text"]
+
+
+# ---- endpoints ---------------------------------------------------------------------------------
+
+def test_health_ready_model_and_docs(service, client):
+    _, url = service
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}          # no key needed for probes
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    m = client.get("/v1/model").json()
+    assert m["name"] == "unspin" and m["version"] and 0 < m["threshold"] <= 1 and m["uri"] == "models:/unspin@champion"
+    docs = httpx.get(f"{url}/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_score_one_matches_the_detector(client, openapi, detector):
+    r = client.post("/v1/score", json={"id": "spun-1", "text": SPUN})
+    assert r.status_code == 200
+    rec = r.json()
+    assert_record(rec, SPUN, openapi)
+    ref = detector.score([SPUN], ids=["spun-1"])[0]
+    assert rec["id"] == "spun-1" and rec["label"] == ref["label"] and rec["model"] == ref["model"]
+    assert rec["score"] == pytest.approx(ref["score"], abs=1e-5)
+    assert [(s["start"], s["end"], s["text"]) for s in rec["spans"]] == [(s["start"], s["end"], s["text"])
+                                                                         for s in ref["spans"]]
+
+
+def test_batch_keeps_order_and_gives_odd_texts_a_record(client, openapi):
+    items = [
+        {"id": "clean", "text": CLEAN},
+        {"id": "spun", "text": SPUN},
+        {"id": "empty", "text": ""},
+        {"id": "blank", "text": "   \n\t "},
+        {"id": "huge", "text": "word " * (MAX_TEXT // 4)},
+        {"id": "binary", "text": "\x00\x01\x02\x03 header \x04\x05" * 20},
+        {"id": "zh", "text": "外交部长周一表示，与邻国的会谈取得了良好进展。官员们预计该协议将开放边境贸易。"},
+        {"id": "mixed", "text": "Die Regierung kündigte Pläne an. 😀 Le ministre a dit: «bonjour». Ελληνικά κείμενα."},
+    ]
+    r = client.post("/v1/score/batch", json={"items": items})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    check(body, response_schema(openapi, "/v1/score/batch"), openapi)
+    recs = body["records"]
+    assert [x["id"] for x in recs] == [i["id"] for i in items]
+    for rec, item in zip(recs, items):
+        assert_record(rec, item["text"], openapi)
+    errors = {x["id"]: x["error"] for x in recs}
+    assert errors["empty"] == errors["blank"] == "empty text"
+    assert "over the limit" in errors["huge"] and "binary" in errors["binary"]
+    assert errors["clean"] is None and errors["spun"] is None and errors["zh"] is None and errors["mixed"] is None
+
+
+def test_lone_surrogate_in_text_gets_an_error_record(client, openapi):
+    r = client.post("/v1/score", content=b'{"id": "s", "text": "abc \\ud800 def"}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["error"] == "not UTF-8 text"
+    assert_record(r.json(), "", openapi)
+
+
+def _chunks(n: int):
+    for _ in range(n):
+        yield b"x" * 10_000
+
+
+BAD = [  # (name, request kwargs, path, status, words the message must contain)
+    ("not json", {"content": b"{not json", "headers": {"content-type": "application/json"}}, "/v1/score", 400,
+     ["not valid JSON"]),
+    ("not utf-8", {"content": b'{"id": "a", "text": "\xff\xfe"}', "headers": {"content-type": "application/json"}},
+     "/v1/score", 400, ["JSON"]),
+    ("no body", {"headers": {"content-type": "application/json"}}, "/v1/score", 422, ["body is missing"]),
+    ("text/plain", {"content": b"hello", "headers": {"content-type": "text/plain"}}, "/v1/score", 415,
+     ["application/json", "text/plain"]),
+    ("no content type", {"content": b'{"id": "a", "text": "b"}'}, "/v1/score", 415, ["application/json"]),
+    ("array body", {"json": [{"id": "a", "text": "b"}]}, "/v1/score", 422, ["body"]),
+    ("missing text", {"json": {"id": "a"}}, "/v1/score", 422, ["text", "required"]),
+    ("missing id", {"json": {"text": "b"}}, "/v1/score", 422, ["id", "required"]),
+    ("null text", {"json": {"id": "a", "text": None}}, "/v1/score", 422, ["text", "string"]),
+    ("number text", {"json": {"id": "a", "text": 5}}, "/v1/score", 422, ["text", "string"]),
+    ("number id", {"json": {"id": 5, "text": "b"}}, "/v1/score", 422, ["id", "string"]),
+    ("blank id", {"json": {"id": "  ", "text": "b"}}, "/v1/score", 422, ["id", "blank"]),
+    ("long id", {"json": {"id": "i" * 600, "text": "b"}}, "/v1/score", 422, ["id", "512"]),
+    ("unknown field", {"json": {"id": "a", "text": "b", "txt": "c"}}, "/v1/score", 422, ["txt", "unknown field"]),
+    ("body too large", {"json": {"id": "a", "text": "w " * MAX_BODY}}, "/v1/score", 413, ["max_body_bytes"]),
+    ("chunked too large", {"content": _chunks(40), "headers": {"content-type": "application/json"}}, "/v1/score",
+     413, ["max_body_bytes"]),
+    ("empty batch", {"json": {"items": []}}, "/v1/score/batch", 422, ["items", "at least 1"]),
+    ("batch too big", {"json": {"items": [{"id": str(i), "text": "b"} for i in range(MAX_ITEMS + 1)]}},
+     "/v1/score/batch", 422, ["items", f"at most {MAX_ITEMS}"]),
+    ("bad batch item", {"json": {"items": [{"id": "a", "text": "b"}, {"id": "c"}]}}, "/v1/score/batch", 422,
+     ["items[1].text"]),
+    ("items not a list", {"json": {"items": "abc"}}, "/v1/score/batch", 422, ["items", "list"]),
+    ("batch as one item", {"json": {"id": "a", "text": "b"}}, "/v1/score/batch", 422, ["items"]),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,path,status,words", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_its_4xx_with_a_message(client, name, kwargs, path, status, words):
+    if name == "chunked too large":
+        kwargs = dict(kwargs, content=_chunks(40))  # a generator is used up once
+    r = client.post(path, **kwargs)
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert isinstance(detail, str)
+    for w in words:
+        assert w.lower() in detail.lower(), (w, detail)
+
+
+def test_api_key_and_routing_errors(service, client):
+    _, url = service
+    body = {"id": "a", "text": SPUN}
+    missing = httpx.post(f"{url}/v1/score", json=body)
+    wrong = httpx.post(f"{url}/v1/score", json=body, headers={"X-API-Key": "nope"})
+    assert missing.status_code == wrong.status_code == 401
+    assert "X-API-Key" in missing.json()["detail"] and "invalid" in wrong.json()["detail"]
+    assert httpx.get(f"{url}/v1/model").status_code == 401
+    nf = client.get("/v1/nothing")
+    assert nf.status_code == 404 and "/v1/nothing" in nf.json()["detail"]
+    na = client.get("/v1/score")
+    assert na.status_code == 405 and "GET" in na.json()["detail"]
+
+
+def test_openapi_describes_the_records(openapi, client):
+    rec = openapi["components"]["schemas"]["ScoreRecord"]
+    assert set(rec["properties"]) == set(rec["required"]) == {"id", "score", "label", "threshold", "model",
+                                                              "sentences", "spans", "error"}
+    schemas = openapi["components"]["schemas"]
+    assert set(schemas["Span"]["properties"]) == {"start", "end", "text", "score", "suggestion"}
+    assert set(schemas["SentenceScore"]["properties"]) == {"start", "end", "score"}
+    assert set(schemas["ModelInfo"]["properties"]) == {"name", "version"}
+    assert response_schema(openapi, "/v1/score") == {"$ref": "#/components/schemas/ScoreRecord"}
+    batch_req = openapi["paths"]["/v1/score/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    items = schemas[batch_req["$ref"].rsplit("/", 1)[1]]["properties"]["items"]
+    assert items["maxItems"] == MAX_ITEMS and items["minItems"] == 1
+    assert openapi["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    for code in ("400", "413", "415", "422", "504"):
+        assert code in openapi["paths"]["/v1/score"]["post"]["responses"]
+    m = client.get("/v1/model").json()
+    check(m, response_schema(openapi, "/v1/model", "get"), openapi)
+    # and a real error body fits the documented problem schema
+    bad = client.post("/v1/score", json={"id": "a"})
+    check(bad.json(), openapi["paths"]["/v1/score"]["post"]["responses"]["422"]["content"]["application/json"]["schema"],
+          openapi)
+
+
+def test_scoring_runs_off_the_event_loop_and_the_model_loads_once(service, client):
+    server, url = service
+    items = [{"id": f"long-{i}", "text": article(1500, i)} for i in range(MAX_ITEMS)]
+    done = {}
+
+    def batch():
+        t0 = time.time()
+        done["response"] = client.post("/v1/score/batch", json={"items": items})
+        done["seconds"] = time.time() - t0
+
+    t = threading.Thread(target=batch)
+    t.start()
+    probes = []
+    time.sleep(0.2)
+    while t.is_alive():
+        t0 = time.time()
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        probes.append((time.time() - t0, t.is_alive()))
+        time.sleep(0.1)
+    t.join()
+    assert done["response"].status_code == 200 and len(done["response"].json()["records"]) == MAX_ITEMS
+    answered_while_busy = [s for s, busy in probes if busy]
+    assert done["seconds"] > 1.0, "the batch was too quick to tell"
+    assert len(answered_while_busy) >= 3 and max(answered_while_busy) < 0.5, (probes, done["seconds"])
+    assert server.output().count("loaded from models:/unspin@champion") == 1
+
+
+# ---- in-process: readiness, timeout, no key ---------------------------------------------------------
+
+def _cfg(*overrides):
+    return service_settings.load(None, list(overrides))
+
+
+def test_not_ready_until_loaded_and_load_failure_is_reported(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from inference.service import create_app
+
+    app = create_app(_cfg(f"model={tmp_path / 'no-such-model'}"))
+    with TestClient(app) as c:
+        deadline = time.time() + 60
+        while time.time() < deadline and c.get("/readyz").json().get("detail") == "model is still loading":
+            time.sleep(0.1)
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and "failed to load" in ready.json()["detail"]
+        assert c.get("/healthz").status_code == 200
+        r = c.post("/v1/score", json={"id": "a", "text": SPUN})          # no key configured: 503, not 401
+        assert r.status_code == 503 and "failed to load" in r.json()["detail"]
+        assert c.get("/v1/model").status_code == 503
+
+
+def test_request_timeout_gives_504(detector):
+    from fastapi.testclient import TestClient
+
+    from inference.service import create_app
+
+    app = create_app(_cfg("http.request_timeout_s=0.001"), detector=detector)
+    with TestClient(app) as c:
+        r = c.post("/v1/score/batch", json={"items": [{"id": str(i), "text": article(400, i)} for i in range(8)]})
+        assert r.status_code == 504 and "request_timeout_s" in r.json()["detail"]
+        assert c.get("/readyz").status_code == 200
+
+
+def test_settings_errors_name_the_key(tmp_path):
+    from data.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"http\.prot"):
+        _cfg("http.prot=8000")
+    with pytest.raises(ConfigError, match="threshold"):
+        _cfg("threshold=1.5")
+    with pytest.raises(ConfigError, match="UNSPIN_NO_SUCH_VAR"):
+        service_settings.api_key(_cfg("http.api_key_env=UNSPIN_NO_SUCH_VAR").http)
+    assert service_settings.api_key(_cfg("http.api_key=abc").http) == "abc"
+    assert service_settings.api_key(_cfg().http) is None
+
+
+def test_command_exits_non_zero_when_it_cannot_start(tmp_path):
+    bad_key = Server([sys.executable, "-m", "inference.service", "--set", "http.prot=1"], tmp_path / "a.log")
+    assert bad_key.wait(60) == 2 and "http.prot" in bad_key.output()
+    bad_key.stop()
+    no_model = Server([sys.executable, "-m", "inference.service", "--port", free_port(),
+                       "--model", tmp_path / "no-such-model"], tmp_path / "b.log")
+    try:
+        assert no_model.wait(120) == 3
+        assert "failed to load" in no_model.output()
+    finally:
+        no_model.stop()
+
+
+# ---- SIGTERM drains -----------------------------------------------------------------------------
+
+def test_sigterm_drains_in_flight_requests(smoke_run, tmp_path):
+    server, url = start_service(tmp_path / "drain.log", f"http.max_batch_items={MAX_ITEMS}")
+    try:
+        items = [{"id": f"d{i}", "text": article(1500, i)} for i in range(MAX_ITEMS)]
+        out = {}
+
+        def batch():
+            out["response"] = httpx.post(f"{url}/v1/score/batch", json={"items": items}, timeout=120)
+            out["at"] = time.time()
+
+        t = threading.Thread(target=batch)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive(), "the batch finished before SIGTERM: nothing in flight to drain"
+        sent = time.time()
+        server.send(signal.SIGTERM)
+        # new connections are refused soon after, while the batch is still being scored
+        server.wait_until(lambda: _refused(url), 10, "stop accepting connections")
+        t.join(120)
+        assert out["response"].status_code == 200 and out["at"] > sent
+        assert [r["id"] for r in out["response"].json()["records"]] == [i["id"] for i in items]
+        assert server.wait(60) == 0
+    finally:
+        server.stop()
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=1)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def test_records_are_json_lines_compatible(client):
+    # what the service returns can be fed to tools that read the batch command's JSONL
+    rec = client.post("/v1/score", json={"id": "j", "text": CLEAN}).json()
+    assert json.loads(json.dumps(rec, allow_nan=False)) == rec
