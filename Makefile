@@ -8,9 +8,13 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup data train test test-slow score serve worker bench mlflow-ui clean
+.PHONY: setup system-deps data train test test-slow score serve worker match bench mlflow-ui clean
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+# redis-server (Debian package) for the queue worker and its tests; installed only when missing.
+system-deps:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 
 # torch first (the pinned CPU build: an unpinned resolve pulls CUDA wheels), then everything pinned
 # in pyproject.toml. Re-runs only when pyproject.toml changes.
@@ -28,10 +32,10 @@ data: $(STAMP)
 train: $(STAMP)
 	$(PY) -m train --config $(CONFIG)
 
-test: $(STAMP)
+test: setup
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 # make score INPUT="articles/ more.jsonl" OUTPUT=scores.jsonl [ARGS="--baseline --resume"]
@@ -39,9 +43,24 @@ score: $(STAMP)
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl|OUT.csv'; exit 2; }
 	$(PY) -m inference.score $(INPUT) --output $(OUTPUT) $(ARGS)
 
-# Speed figures (prints them; nothing is asserted). Needs a trained model: `make train` first.
-bench: $(STAMP)
+# HTTP service on 127.0.0.1:8000 (configs/service.yaml): POST /v1/score, /v1/score/batch; docs at /docs.
+serve: setup
+	$(PY) -m inference.service
+
+# Redis Streams worker: unspin:articles -> unspin:verdicts (+ unspin:review, unspin:dead).
+worker: setup
+	$(PY) -m inference.worker
+
+# make match REFS=archive/ INPUT=articles/ OUTPUT=matches.jsonl
+match: $(STAMP)
+	@test -n "$(REFS)" -a -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make match REFS=DIR|FILE.jsonl INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl'; exit 2; }
+	$(PY) -m inference.match --references $(REFS) --input $(INPUT) --output $(OUTPUT) $(ARGS)
+
+# Speed figures (printed; nothing is asserted). Needs a trained model: `make train` first.
+bench: setup
 	$(PY) bench/bench_score.py
+	$(PY) bench/bench_service.py
+	$(PY) bench/bench_match.py
 
 mlflow-ui: $(STAMP)
 	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}

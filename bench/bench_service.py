@@ -130,6 +130,25 @@ def bench_worker(tmp: Path, texts: list[str], messages: int, model_overrides: li
         rserver.stop()
 
 
+def bench_all_http(tmp: Path, texts: list[str], overrides: list[str], args, figures: dict) -> None:
+    server, url = start_service(tmp / "service.log", "http.request_timeout_s=600", "http.log_level=\"warning\"",
+                                *overrides, env=child_env())
+    try:
+        import httpx
+
+        model = httpx.get(f"{url}/v1/model", timeout=30).json()
+        figures["model"] = model
+        print(f"# model {model['name']} v{model['version']} ({model['uri']})", flush=True)
+        bench_http(url, texts, 1, 4)  # warm-up
+        for c in args.concurrency:
+            row = bench_http(url, texts, c, args.requests)
+            figures["http"].append(row)
+            print(f"HTTP  concurrency {c}: {row['requests_per_s']:.2f} req/s, p50 {row['p50_ms']:.0f} ms, "
+                  f"p95 {row['p95_ms']:.0f} ms ({row['requests']} requests, {row['errors']} errors)", flush=True)
+    finally:
+        server.stop()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model URI or directory (default: configs/service.yaml)")
@@ -138,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--messages", type=int, default=300, help="worker backlog size")
     ap.add_argument("--batch-size", type=int, default=16, help="worker batch size")
+    ap.add_argument("--only", choices=["http", "worker"], help="run one half only")
     ap.add_argument("--output", help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
@@ -148,27 +168,14 @@ def main(argv=None) -> int:
     print(f"# {figures['machine']}; {figures['articles']}", flush=True)
     with tempfile.TemporaryDirectory(prefix="unspin-bench-") as tmp:
         tmp = Path(tmp)
-        server, url = start_service(tmp / "service.log", "http.request_timeout_s=600", "http.log_level=\"warning\"",
-                                    *overrides, env=child_env())
-        try:
-            import httpx
-
-            model = httpx.get(f"{url}/v1/model", timeout=30).json()
-            figures["model"] = model
-            print(f"# model {model['name']} v{model['version']} ({model['uri']})", flush=True)
-            bench_http(url, texts, 1, 4)  # warm-up
-            for c in args.concurrency:
-                row = bench_http(url, texts, c, args.requests)
-                figures["http"].append(row)
-                print(f"HTTP  concurrency {c}: {row['requests_per_s']:.2f} req/s, p50 {row['p50_ms']:.0f} ms, "
-                      f"p95 {row['p95_ms']:.0f} ms ({row['requests']} requests, {row['errors']} errors)", flush=True)
-        finally:
-            server.stop()
-        row = bench_worker(tmp, texts, args.messages, overrides, args.batch_size)
-        figures["worker"] = row
-        print(f"WORKER batch {row['batch_size']}: {row['messages_per_s']:.2f} messages/s "
-              f"({row['messages']} messages in {row['seconds']:.1f} s, {row['review']} to review, "
-              f"{row['dead']} dead)", flush=True)
+        if args.only != "worker":
+            bench_all_http(tmp, texts, overrides, args, figures)
+        if args.only != "http":
+            row = bench_worker(tmp, texts, args.messages, overrides, args.batch_size)
+            figures["worker"] = row
+            print(f"WORKER batch {row['batch_size']}: {row['messages_per_s']:.2f} messages/s "
+                  f"({row['messages']} messages in {row['seconds']:.1f} s, {row['review']} to review, "
+                  f"{row['dead']} dead)", flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps(figures, indent=2))
     return 0

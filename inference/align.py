@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
@@ -62,6 +63,7 @@ class Sentence:
     norms: list[str]                # normalised word tokens (punctuation dropped)
     spans: list[tuple[int, int]]    # their character offsets in the document
     fixed: list[bool]               # name (capitalised mid-sentence, acronym) or number: spinners keep these
+    hard: list[bool] = field(default_factory=list)  # numbers and rare names: no spinner adds or drops these
 
     @property
     def n(self) -> int:
@@ -83,30 +85,45 @@ class Doc:
         return sum(self.sentences[k].n for k in self.prose)
 
 
-def analyze(text: str, check_prose: bool = True) -> Doc:
-    """Sentences of `text` with prose flags and normalised words (offsets into `text`)."""
+_DIGIT = re.compile(r"\d").search
+
+
+def sentence_spans(text: str, check_prose: bool = True) -> list[tuple[int, int, bool]]:
+    """(start, end, is_prose) of each sentence: what `analyze` needs that is worth storing with a reference."""
     spans = sentences(text)
     mask = prose_mask(text, spans) if check_prose else [True] * len(spans)
+    return [(s, e, p) for (s, e), p in zip(spans, mask)]
+
+
+def analyze(text: str, check_prose: bool = True, is_rare: Callable[[str], bool] | None = None,
+            spans: list[tuple[int, int, bool]] | None = None) -> Doc:
+    """Sentences of `text` with prose flags and normalised words (offsets into `text`).
+
+    `is_rare` (a word no thesaurus lists) makes names "hard": a spinner can turn "New York" into "Unused
+    York" with a phrase dictionary, but never adds or drops a "Bailey" or a "Nvidia". `spans` (from
+    `sentence_spans`, stored with a reference) skips sentence splitting and the prose rules."""
     out = []
-    for (s, e), prose in zip(spans, mask):
-        norms, wspans, fixed = [], [], []
+    for s, e, prose in spans if spans is not None else sentence_spans(text, check_prose):
+        norms, wspans, fixed, hard = [], [], [], []
         prev = None
         first = True
         for m in WORD_RE.finditer(text, s, e):
             tok = m.group()
-            if not is_word(tok):
+            if not tok[0].isalnum() and (len(tok) == 1 or not is_word(tok)):
                 prev = tok
                 continue
             n = norm(tok)
             initial = first or (prev is not None and prev in _OPENERS)
-            is_num = any(ch.isdigit() for ch in n)
+            digits = _DIGIT(tok) is not None  # written as a number (number words can be swapped)
+            is_num = digits or _DIGIT(n) is not None
             is_name = (tok[0].isupper() and not initial and n not in STOP_CAPITALS) or \
                 (len(tok) > 1 and tok.isupper() and tok.isalpha() and n not in STOP_CAPITALS)
             norms.append(n)
             wspans.append(m.span())
             fixed.append(is_num or is_name)
+            hard.append(digits or (is_name and is_rare is not None and is_rare(n.removesuffix("'s"))))
             first, prev = False, tok
-        out.append(Sentence(s, e, prose, norms, wspans, fixed))
+        out.append(Sentence(s, e, prose, norms, wspans, fixed, hard))
     return Doc(text, out)
 
 
@@ -118,10 +135,11 @@ class AlignConfig:
     min_shared_words: int = 2         # content words a sentence pair must share to be tried
     min_pair_similarity: float = 0.4  # difflib ratio over words for a pair to count as aligned
     min_gap_similarity: float = 0.2   # ... for a sentence between two aligned ones, paired by position
-    max_swap_words: int = 8           # a replacement longer than this on either side is rewording
-    max_swap_imbalance: int = 3       # ... and so is one whose two sides differ by more words than this
+    max_swap_words: int = 10          # a replacement longer than this on either side is rewording
+    max_swap_imbalance: int = 5       # ... and so is one whose two sides differ by more words than this
     max_insert_words: int = 2         # a longer insertion is rewording (a spinner's "is" -> "is actually" is 1)
     max_moved_words: int = 0          # more content words than this removed in one place, added in another: rewording
+    consistent_repeats: int = 2       # an identical replacement made this often in one article is a dictionary swap
 
 
 @dataclass
@@ -134,6 +152,7 @@ class Pair:
     substituted: int  # input words inside in-place swaps
     reworded: int     # words (both sides) in insertions, deletions, long or name/number-changing replacements
     edits: list[dict] = field(default_factory=list)
+    moved: bool = False  # content words taken out in one place and put back in another
 
 
 def _ops(a: Sentence, b: Sentence) -> list[tuple[str, int, int, int, int]]:
@@ -195,6 +214,23 @@ def _numeric(w: str) -> bool:
     return any(ch.isdigit() for ch in w)
 
 
+def _small_number(w: str) -> bool:
+    return w.isdigit() and int(w) <= 12
+
+
+def _hard_change(ref: Sentence, inp: Sentence, i1: int, i2: int, j1: int, j2: int, ref_all, inp_all) -> bool:
+    """A number or rare name dropped from the sentence, or a number brought in: what people do, not spinners.
+
+    Allowed: small numbers brought in ("five" -> "5", "year" -> "12 months"), names brought in (thesauri
+    have some: "local" -> "Pullman car"), number words swapped ("eleven" -> "teens")."""
+    if any(h and w not in inp_all for w, h in zip(ref.norms[i1:i2], ref.hard[i1:i2])):
+        return True
+    for w, h in zip(inp.norms[j1:j2], inp.hard[j1:j2]):
+        if h and w not in ref_all and _numeric(w) and not _small_number(w):
+            return True
+    return False
+
+
 def _merge_short_equals(opcodes, ref: Sentence) -> list[tuple]:
     """Absorb one-word equal runs between two edits into one replacement.
 
@@ -227,6 +263,7 @@ def _read_ops(ref: Sentence, inp: Sentence, opcodes, ref_text: str, inp_text: st
     equal = substituted = reworded = 0
     edits = []
     ref_changed, inp_changed = set(), set()
+    ref_all, inp_all = set(ref.norms), set(inp.norms)
     for tag, i1, i2, j1, j2 in opcodes:
         if tag == "equal":
             equal += j2 - j1
@@ -234,17 +271,19 @@ def _read_ops(ref: Sentence, inp: Sentence, opcodes, ref_text: str, inp_text: st
         la, lb = i2 - i1, j2 - j1
         ref_changed.update(ref.norms[i1:i2])
         inp_changed.update(inp.norms[j1:j2])
-        swap = is_swap(tag, ref.norms[i1:i2], inp.norms[j1:j2], cfg)
+        swap = is_swap(tag, ref.norms[i1:i2], inp.norms[j1:j2], cfg) and not _hard_change(ref, inp, i1, i2, j1, j2,
+                                                                                       ref_all, inp_all)
         if swap:
             substituted += lb
         else:
             reworded += la + lb
-        # Show an insertion/deletion as a phrase swap with the word before it ("is" -> "is actually").
+        # Show an insertion/deletion as a phrase swap with the words around it: "is" -> "is actually" and
+        # "to" -> "en route to" both read as "failed to hold" -> "failed en route to hold".
         a1, b1 = i1, j1
         if la == 0 or lb == 0:
             if i1 > 0 and j1 > 0:
                 a1, b1 = i1 - 1, j1 - 1
-            elif i2 < ref.n and j2 < inp.n:
+            if i2 < ref.n and j2 < inp.n:
                 i2, j2 = i2 + 1, j2 + 1
         os_, oe = (ref.spans[a1][0], ref.spans[i2 - 1][1]) if i2 > a1 else (ref.spans[min(a1, ref.n - 1)][0],) * 2
         is_, ie = (inp.spans[b1][0], inp.spans[j2 - 1][1]) if j2 > b1 else (inp.spans[min(b1, inp.n - 1)][0],) * 2
@@ -273,7 +312,7 @@ def diff_pair(ref: Sentence, inp: Sentence, q: int, r: int, ref_text: str, inp_t
         kind = "spun"
     else:
         kind = "reworded"
-    return Pair(q, r, round(similarity, 4), kind, equal, substituted, reworded, edits)
+    return Pair(q, r, round(similarity, 4), kind, equal, substituted, reworded, edits, moved)
 
 
 def align(inp: Doc, ref: Doc, cfg: AlignConfig) -> list[Pair]:
@@ -284,28 +323,49 @@ def align(inp: Doc, ref: Doc, cfg: AlignConfig) -> list[Pair]:
         for w in set(ref.sentences[r].norms):
             if w not in STOPWORDS:
                 postings.setdefault(w, []).append(r)
+    content = {r: set(ref.sentences[r].norms) - STOPWORDS for r in ref_idx}
     pairs = []
     for q in inp.prose:
         s = inp.sentences[q]
+        mine = set(s.norms) - STOPWORDS
         shared: Counter = Counter()
-        for w in set(s.norms):
-            if w not in STOPWORDS:
-                shared.update(postings.get(w, ()))
+        for w in mine:
+            shared.update(postings.get(w, ()))
         best = None
         for r, c in shared.most_common(cfg.pair_candidates):
-            if c < cfg.min_shared_words and c < len(set(s.norms) - STOPWORDS):
+            if c < cfg.min_shared_words and c < len(mine):
                 break
-            ratio = SequenceMatcher(None, ref.sentences[r].norms, s.norms, autojunk=False).ratio()
-            if best is None or ratio > best[0]:
-                best = (ratio, r, None)
-        if best and best[0] >= cfg.min_pair_similarity:
-            ratio, r, _ = best
-            rs = ref.sentences[r]
-            ops = _ops(rs, s)
-            equal = sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag == "equal")
-            ratio = max(ratio, 2 * equal / (rs.n + s.n))
-            pairs.append(diff_pair(rs, s, q, r, ref.text, inp.text, cfg, ratio, ops))
-    return _fill_gaps(inp, ref, pairs, cfg)
+            dice = 2 * c / (len(mine) + len(content[r]))  # cheap stand-in for the word diff, to choose
+            if best is None or dice > best[0]:
+                best = (dice, r)
+        if best is None:
+            continue
+        rs = ref.sentences[best[1]]
+        ops = _ops(rs, s)
+        ratio = 2 * sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag == "equal") / max(1, rs.n + s.n)
+        if ratio >= cfg.min_pair_similarity:
+            pairs.append(diff_pair(rs, s, q, best[1], ref.text, inp.text, cfg, ratio, ops))
+    return _consistent_swaps(_fill_gaps(inp, ref, pairs, cfg), cfg)
+
+
+def _consistent_swaps(pairs: list[Pair], cfg: AlignConfig) -> list[Pair]:
+    """The same replacement made in several sentences ("January" -> "Gregorian calendar month one" each
+    time) is a dictionary at work, whatever it does to names: count those edits as swaps."""
+    sig = lambda e: (e["original"].lower(), e["spun"].lower())
+    seen = Counter(sig(e) for p in pairs for e in p.edits if not e["swap"] and e["original"] and e["spun"])
+    repeated = {k for k, n in seen.items() if n >= cfg.consistent_repeats}
+    if not repeated:
+        return pairs
+    for p in pairs:
+        changed = False
+        for e in p.edits:
+            if not e["swap"] and sig(e) in repeated:
+                e["swap"], changed = True, True
+        if changed and all(e["swap"] for e in p.edits) and not p.moved:
+            p.kind = "spun"
+            p.substituted += p.reworded // 2
+            p.reworded = 0
+    return pairs
 
 
 def _fill_gaps(inp: Doc, ref: Doc, pairs: list[Pair], cfg: AlignConfig) -> list[Pair]:
@@ -345,9 +405,10 @@ def _fill_gaps(inp: Doc, ref: Doc, pairs: list[Pair], cfg: AlignConfig) -> list[
 @dataclass
 class RelationConfig:
     copy_coverage: float = 0.6      # input prose words in copied (identical/spun) sentences: full copy
+    reference_coverage: float = 0.5  # ... and reference prose words copied (else some paragraphs taken: partial)
     copy_purity: float = 0.7        # copied share of the aligned input words, for any copy relation
     verbatim_identical: float = 0.97  # share of copied input words identical: verbatim rather than spun
-    spun_min_swaps: int = 2         # ... and fewer in-place swaps than this
+    spun_min_swaps: int = 2         # ... and fewer swaps and reworded sentences than this
     min_copy_words: int = 25        # fewer copied words than this is not evidence of copying
     min_copy_sentences: int = 2
     partial_coverage: float = 0.1   # input prose words in copied sentences: partial copy
@@ -406,8 +467,10 @@ def relation(fig: dict, retrieval: float, cfg: RelationConfig) -> str:
     n_copied = sent["identical"] + sent["spun"]
     copy_evidence = (fig["_copied_words"] >= cfg.min_copy_words and n_copied >= min(cfg.min_copy_sentences, sent["input"])
                      and fig["copy_purity"] >= cfg.copy_purity)
-    if copy_evidence and fig["copied"] >= cfg.copy_coverage and fig["order"] >= cfg.min_order:
-        verbatim = fig["identical_copied"] >= cfg.verbatim_identical and fig["swaps"] < cfg.spun_min_swaps
+    if (copy_evidence and fig["copied"] >= cfg.copy_coverage and fig["reference_copied"] >= cfg.reference_coverage
+            and fig["order"] >= cfg.min_order):
+        changes = fig["swaps"] + sent["reworded"]
+        verbatim = fig["identical_copied"] >= cfg.verbatim_identical and changes < cfg.spun_min_swaps
         return "verbatim_copy" if verbatim else "spun_copy"
     if copy_evidence and fig["copied"] >= cfg.partial_coverage:
         return "partial_copy"

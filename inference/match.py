@@ -39,10 +39,14 @@ _RANK = {"verbatim_copy": 0, "spun_copy": 0, "partial_copy": 1, "independent": 2
 
 @dataclass
 class RetrievalConfig:
-    candidates: int = 5        # references verified (aligned) per input
+    candidates: int = 4        # references verified (aligned) per input
     pool: int = 100            # best by immutables re-ranked by word-set similarity
     rerank_weight: float = 1.0
     min_immutables: float = 0.05  # candidates below this immutables similarity are not verified
+    passage_candidates: int = 2   # more references verified, found by passages of the input (partial copies)
+    passage_words: int = 60       # words per passage (consecutive prose sentences)
+    passage_pool: int = 20        # best per passage by immutables containment, re-ranked by word containment
+    min_passage_immutables: int = 3  # a passage with fewer immutables is not searched on its own
 
 
 @dataclass
@@ -55,6 +59,7 @@ class OutputConfig:
 class MatchConfig:
     index_dir: str = "artifacts/match_index"
     max_bytes: int = 1_000_000
+    workers: int = 1           # processes matching inputs (forked, sharing the loaded index)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -128,22 +133,24 @@ class Matcher:
     def match(self, text: str, rid: str | None = None) -> dict:
         """The match record of one article."""
         cfg = self.cfg
-        doc = analyze(text)
-        imm, words = self.index.featurizer.features(doc)
-        found = self.index.search(imm, words, cfg.retrieval.candidates, cfg.retrieval.pool,
-                                  cfg.retrieval.rerank_weight)
-        found = [c for c in found if c.immutables >= cfg.retrieval.min_immutables or c.words >= 0.3]
+        rare = self.index.featurizer.is_rare
+        doc = analyze(text, True, rare)
+        r = cfg.retrieval
+        query = self.index.featurizer.query_features(doc, r.passage_words)
+        found = self.index.search(query, r.candidates, r.pool, r.rerank_weight, r.passage_candidates, r.passage_pool,
+                                  r.min_passage_immutables)
+        found = [c for c in found if c.immutables >= r.min_immutables or c.words >= 0.3 or c.passage]
         refs = self.index.fetch([c.row for c in found])
         cands = []
-        for c, (ref_id, title, ref_text) in zip(found, refs):
-            rdoc = analyze(ref_text, cfg.features.check_prose)
+        for c, (ref_id, title, ref_text, spans) in zip(found, refs):
+            rdoc = analyze(ref_text, cfg.features.check_prose, rare, spans)
             pairs = align(doc, rdoc, cfg.align)
             fig = figures(doc, rdoc, pairs)
             rel = relation(fig, c.immutables, cfg.relation)
             fig.pop("_copied_words")
             cand = {"reference": ref_id, "title": title, "relation": rel,
                     "retrieval": {"immutables": round(c.immutables, 4), "words": round(c.words, 4),
-                                  "containment": round(c.containment, 4)},
+                                  "containment": round(c.containment, 4), "passage": c.passage},
                     "similarity": fig}
             if cfg.output.alignment:
                 cand["alignment"] = [_pair_record(doc, rdoc, p) for p in pairs]
@@ -178,6 +185,49 @@ def match_one(matcher: Matcher, r: Record) -> dict:
         return error_record(r.id, f"matching failed: {type(e).__name__}: {e}")
 
 
+_MATCHER: Matcher | None = None
+
+
+def _init_match_worker():
+    _MATCHER.index.reconnect()  # a SQLite connection must not cross a fork
+
+
+def _match_chunk(records: list[Record]) -> list[dict]:
+    return [match_one(_MATCHER, r) for r in records]
+
+
+def match_records(m: Matcher, records, workers: int = 1, chunk: int = 4):
+    """Match records in input order, in `workers` processes (forked: they share the loaded index)."""
+    global _MATCHER
+    if workers <= 1:
+        for r in records:
+            yield match_one(m, r)
+        return
+    import multiprocessing as mp
+    from collections import deque
+
+    _MATCHER = m
+    pool = mp.get_context("fork").Pool(workers, _init_match_worker)
+    try:
+        pending: deque = deque()
+        batch: list[Record] = []
+        for r in records:
+            batch.append(r)
+            if len(batch) >= chunk:
+                pending.append(pool.apply_async(_match_chunk, (batch,)))
+                batch = []
+            while len(pending) > 4 * workers:  # bounded: the input is read as results are written
+                yield from pending.popleft().get()
+        if batch:
+            pending.append(pool.apply_async(_match_chunk, (batch,)))
+        while pending:
+            yield from pending.popleft().get()
+    finally:
+        pool.terminate()
+        pool.join()
+        _MATCHER = None
+
+
 def run(inputs: list[str], output: str, references: list[str] | None = None, cfg: MatchConfig | None = None,
         index_dir: str | None = None, resume: bool = False, rebuild: bool = False, progress: bool = True) -> dict:
     """Index `references` (new ones only), then match `inputs` into `output`; returns summary figures."""
@@ -186,6 +236,9 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
         raise ValueError(f"output must end in .jsonl, or be - for stdout: {output}")
     directory = Path(index_dir or cfg.index_dir)
     if rebuild and directory.exists():
+        if any(directory.iterdir()) and not (directory / "manifest.json").exists() \
+                and not (directory / "refs.sqlite").exists():
+            raise ValueError(f"--rebuild: {directory} does not look like a reference index; not deleting it")
         shutil.rmtree(directory)
     t0 = time.time()
     summary: dict = {"references": {}, "records": 0, "errors": 0, "skipped": 0, **{r: 0 for r in RELATIONS}}
@@ -205,12 +258,15 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
             from tqdm import tqdm
 
             bar = tqdm(unit="article", file=sys.stderr, dynamic_ncols=True, desc="matching")
-        with open_writer(output, resume=resume) as writer:
+        def todo():
             for r in iter_records(inputs, cfg.max_bytes):
                 if r.id in done:
                     summary["skipped"] += 1
-                    continue
-                rec = match_one(m, r)
+                else:
+                    yield r
+
+        with open_writer(output, resume=resume) as writer:
+            for rec in match_records(m, todo(), cfg.workers):
                 writer.write(rec)
                 summary["records"] += 1
                 summary["errors" if rec["error"] else rec["relation"]] += 1

@@ -21,12 +21,13 @@ A crash between the two leaves rows without a segment: the next open indexes the
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import sqlite3
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.align import STOPWORDS, Doc, analyze
+from inference.align import STOPWORDS, Doc, analyze, sentence_spans
 
 FORMAT_VERSION = 1
 
@@ -45,13 +46,14 @@ class FeaturesConfig:
     min_rare_chars: int = 4      # shorter unknown words are not used as rare words
     max_token_chars: int = 40    # longer tokens (URLs, debris) are not features
     check_prose: bool = True     # drop boilerplate sentences (inference.prose) before taking features
+    shingle_sample: int = 8      # keep word 3-grams whose hash is 0 mod this (passage retrieval); 0: none
 
 
 @dataclass
 class IndexConfig:
     segment_docs: int = 50000    # references per segment file
     max_segments: int = 8        # more segments than this are merged into one on open
-    chunk_docs: int = 500        # references featurised per worker task
+    chunk_docs: int = 200        # references featurised per worker task
     workers: int = 1             # processes featurising references (0: one per CPU)
 
 
@@ -128,8 +130,58 @@ class Featurizer:
                     imm.add(_feature_form(n))
         return imm, word_hash(content)
 
+    def shingles(self, doc: Doc) -> np.ndarray:
+        """Sorted hashes of a sample (1 in shingle_sample) of the word 3-grams of the prose of `doc`:
+        a copied passage keeps all of its 3-grams, however few names and numbers it has."""
+        mod = self.cfg.shingle_sample
+        if mod <= 0:
+            return np.zeros(0, np.uint32)
+        out = []
+        for k in doc.prose:
+            w = doc.sentences[k].norms
+            for i in range(len(w) - 2):
+                h = zlib.crc32(f"{w[i]} {w[i + 1]} {w[i + 2]}".encode("utf-8", "surrogatepass"))
+                if h % mod == 0:
+                    out.append(h)
+        return np.unique(np.asarray(out, dtype=np.uint32))
+
+    def query_features(self, doc: Doc, chunk_words: int = 60) -> QueryFeatures:
+        """Features of an input: whole text, and passages of consecutive prose sentences of about
+        `chunk_words` words each (overlapping by a sentence, so a copied paragraph is not cut in two)."""
+        imm, words = self.features(doc)
+        chunks, sents = [], doc.prose
+        k = 0
+        while k < len(sents):
+            j, n = k, 0
+            while j < len(sents) and n < chunk_words:
+                n += doc.sentences[sents[j]].n
+                j += 1
+            part = Doc(doc.text, [doc.sentences[i] for i in sents[k:j]])
+            chunks.append((*self.features(part), self.shingles(part)))
+            if j >= len(sents):
+                break
+            k = max(k + 1, j - 1)
+        return QueryFeatures(imm, words, chunks)
+
     def text_features(self, text: str) -> tuple[set[str], np.ndarray]:
         return self.features(analyze(text, self.cfg.check_prose))
+
+    def index_features(self, text: str) -> tuple[list[str], np.ndarray, bytes, np.ndarray]:
+        """(sorted immutables, word hashes, sentence spans to store, shingles) of a reference."""
+        spans = sentence_spans(text, self.cfg.check_prose)
+        doc = analyze(text, spans=spans)
+        imm, words = self.features(doc)
+        return sorted(imm), words, pack_spans(spans), self.shingles(doc)
+
+
+def pack_spans(spans: list[tuple[int, int, bool]]) -> bytes:
+    return np.asarray(spans, dtype=np.int32).reshape(-1, 3).tobytes()
+
+
+def unpack_spans(blob: bytes | None) -> list[tuple[int, int, bool]] | None:
+    if blob is None:
+        return None
+    return [(s, e, bool(p)) for s, e, p in np.frombuffer(blob, dtype=np.int32).reshape(-1, 3).tolist()]
 
 
 _WORKER: Featurizer | None = None
@@ -140,8 +192,12 @@ def _init_worker(cfg: FeaturesConfig):
     _WORKER = Featurizer(cfg)
 
 
-def _featurize_chunk(texts: list[str]) -> list[tuple[list[str], np.ndarray]]:
-    return [(sorted(i), w) for i, w in map(_WORKER.text_features, texts)]
+def _featurize_with(f: Featurizer, texts: list[str]) -> list[tuple]:
+    return [f.index_features(t) for t in texts]
+
+
+def _featurize_chunk(texts: list[str]) -> list[tuple]:
+    return _featurize_with(_WORKER, texts)
 
 
 # --- segments ------------------------------------------------------------------------------------
@@ -154,20 +210,20 @@ class Segment:
     vocab: list[str]
     w_indptr: np.ndarray    # int64
     words: np.ndarray       # uint32 sorted per reference
+    s_indptr: np.ndarray    # int64
+    shingles: np.ndarray    # uint32 sorted per reference
 
     @classmethod
-    def build(cls, rows: list[int], feats: list[tuple[list[str], np.ndarray]]) -> Segment:
-        b = SegmentBuilder()
-        for row, (toks, words) in zip(rows, feats):
-            b.add(row, toks, words)
-        return b.build()
+    def empty(cls) -> Segment:
+        return SegmentBuilder().build()
 
     def save(self, path: Path):
         tmp = path.with_name(path.name + ".tmp")
         blob = np.frombuffer("\n".join(self.vocab).encode("utf-8", "surrogatepass"), dtype=np.uint8)
         with open(tmp, "wb") as f:
             np.savez(f, rows=self.rows, imm_indptr=self.imm_indptr, imm=self.imm, vocab=blob,
-                     n_vocab=np.array([len(self.vocab)]), w_indptr=self.w_indptr, words=self.words)
+                     n_vocab=np.array([len(self.vocab)]), w_indptr=self.w_indptr, words=self.words,
+                     s_indptr=self.s_indptr, shingles=self.shingles)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -177,7 +233,8 @@ class Segment:
         with np.load(path, allow_pickle=False) as z:
             n = int(z["n_vocab"][0])
             vocab = z["vocab"].tobytes().decode("utf-8", "surrogatepass").split("\n") if n else []
-            return cls(z["rows"], z["imm_indptr"], z["imm"], vocab, z["w_indptr"], z["words"])
+            return cls(z["rows"], z["imm_indptr"], z["imm"], vocab, z["w_indptr"], z["words"], z["s_indptr"],
+                       z["shingles"])
 
     @classmethod
     def merge(cls, segs: list[Segment]) -> Segment:
@@ -188,7 +245,8 @@ class Segment:
             imms.append(remap[s.imm] if len(s.imm) else s.imm)
         return cls(np.concatenate([s.rows for s in segs]), _cat_indptr([s.imm_indptr for s in segs]),
                    np.concatenate(imms).astype(np.int32), list(vocab), _cat_indptr([s.w_indptr for s in segs]),
-                   np.concatenate([s.words for s in segs]))
+                   np.concatenate([s.words for s in segs]), _cat_indptr([s.s_indptr for s in segs]),
+                   np.concatenate([s.shingles for s in segs]))
 
 
 class SegmentBuilder:
@@ -199,21 +257,25 @@ class SegmentBuilder:
         self.vocab: dict[str, int] = {}
         self.imm: list[np.ndarray] = []
         self.words: list[np.ndarray] = []
+        self.shingles: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, row: int, toks: list[str], words: np.ndarray):
+    def add(self, row: int, toks: list[str], words: np.ndarray, shingles: np.ndarray):
         v = self.vocab
         self.rows.append(row)
         self.imm.append(np.fromiter((v.setdefault(t, len(v)) for t in toks), dtype=np.int32, count=len(toks)))
         self.words.append(words.astype(np.uint32, copy=False))
+        self.shingles.append(shingles.astype(np.uint32, copy=False))
 
     def build(self) -> Segment:
         return Segment(np.asarray(self.rows, dtype=np.int64), _indptr([len(x) for x in self.imm]),
                        np.concatenate(self.imm) if self.imm else np.zeros(0, np.int32), list(self.vocab),
                        _indptr([len(w) for w in self.words]),
-                       np.concatenate(self.words) if self.words else np.zeros(0, np.uint32))
+                       np.concatenate(self.words) if self.words else np.zeros(0, np.uint32),
+                       _indptr([len(x) for x in self.shingles]),
+                       np.concatenate(self.shingles) if self.shingles else np.zeros(0, np.uint32))
 
 
 def _indptr(lengths: list[int]) -> np.ndarray:
@@ -238,6 +300,14 @@ class Candidate:
     immutables: float  # IDF-weighted cosine of immutables
     words: float      # Jaccard of content-word sets
     containment: float  # share of the input's content words found in the reference
+    passage: float | None = None  # found by a passage of the input: its best passage score
+
+
+@dataclass
+class QueryFeatures:
+    imm: set[str]
+    words: np.ndarray
+    chunks: list[tuple[set[str], np.ndarray, np.ndarray]]  # (immutables, word hashes, shingles) of passages
 
 
 class IndexStateError(RuntimeError):
@@ -256,7 +326,7 @@ class ReferenceIndex:
         self.db = sqlite3.connect(str(self.dir / "refs.sqlite"))
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS refs (num INTEGER PRIMARY KEY AUTOINCREMENT, "
-                        "id TEXT UNIQUE NOT NULL, title TEXT, text TEXT NOT NULL)")
+                        "id TEXT UNIQUE NOT NULL, title TEXT, text TEXT NOT NULL, spans BLOB)")
         self.db.commit()
         self.manifest = self._read_manifest()
         fp = self.featurizer.fingerprint()
@@ -313,16 +383,18 @@ class ReferenceIndex:
         pending = self.db.execute("SELECT num, text FROM refs WHERE num > ? ORDER BY num", (upto,)).fetchall()
         if pending:
             builder = SegmentBuilder()
-            for num, text in pending:
-                toks, words = self.featurizer.text_features(text)
-                builder.add(num, sorted(toks), words)
+            with self.db:
+                for num, text in pending:
+                    toks, words, spans, shingles = self.featurizer.index_features(text)
+                    self.db.execute("UPDATE refs SET spans = ? WHERE num = ?", (spans, num))
+                    builder.add(num, toks, words, shingles)
             self._append_segment(builder)
 
     # in-memory structures
 
     def _set_segments(self, segs: list[Segment]):
         self.segments = segs
-        seg = Segment.merge(segs) if len(segs) > 1 else (segs[0] if segs else Segment.build([], []))
+        seg = Segment.merge(segs) if len(segs) > 1 else (segs[0] if segs else Segment.empty())
         self.rows = seg.rows
         self.w_indptr, self.words = seg.w_indptr, seg.words
         self.vocab = {t: i for i, t in enumerate(seg.vocab)}
@@ -337,6 +409,12 @@ class ReferenceIndex:
         w2 = self.idf ** 2
         self.doc_norm = np.sqrt(np.bincount(doc_of, weights=w2[seg.imm], minlength=n)) if n else np.zeros(0)
         self.doc_norm[self.doc_norm == 0] = np.inf
+        # Shingle postings: the distinct sampled 3-gram hashes, sorted, and the references holding each.
+        s_doc = np.repeat(np.arange(n, dtype=np.int32), np.diff(seg.s_indptr))
+        order = np.argsort(seg.shingles, kind="stable")
+        self.sh_vals, first = np.unique(seg.shingles[order], return_index=True)
+        self.sh_indptr = np.append(first, len(order)).astype(np.int64)
+        self.sh_rows = s_doc[order]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -358,6 +436,17 @@ class ReferenceIndex:
     def add(self, records: Iterable, progress=None) -> Counter:
         """Add Records (inference.inputs) whose id is new; returns counts: added, existing, errors:<reason>."""
         counts: Counter = Counter()
+        lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - one writer at a time (closed below)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return self._add(records, progress, counts)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+
+    def _add(self, records, progress, counts: Counter) -> Counter:
+        if self._read_manifest()["segments"] != self.manifest["segments"]:
+            raise IndexStateError(f"{self.dir} was changed by another process since it was opened; open it again")
         known = self.ids()
         pool = None
         workers = self.cfg.workers or os.cpu_count() or 1
@@ -366,26 +455,37 @@ class ReferenceIndex:
 
             pool = mp.get_context("fork").Pool(workers, _init_worker, (self.featurizer.cfg,))
         builder = SegmentBuilder()
+        pending: deque = deque()  # (records, features or an AsyncResult), in input order
+
+        def store(batch, feats):
+            nonlocal builder
+            with self.db:
+                for r, (toks, words, spans, shingles) in zip(batch, feats):
+                    cur = self.db.execute("INSERT INTO refs (id, title, text, spans) VALUES (?, ?, ?, ?)",
+                                          (r.id, r.title, r.text, spans))
+                    builder.add(cur.lastrowid, toks, words, shingles)
+            counts["added"] += len(batch)
+            if progress:
+                progress(len(batch))
+            if len(builder) >= self.cfg.segment_docs:
+                self._append_segment(builder, rebuild=False)
+                builder = SegmentBuilder()
+
         try:
-            for batch in _batches(self._new(records, known, counts), self.cfg.chunk_docs * max(1, workers)):
+            # Workers featurise chunks while this process reads input and stores results; at most
+            # 2 x workers chunks are in flight, so memory stays bounded whatever the input size.
+            for batch in _batches(self._new(records, known, counts), self.cfg.chunk_docs):
                 texts = [r.text for r in batch]
-                if pool is not None:
-                    size = self.cfg.chunk_docs
-                    chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
-                    batch_feats = [f for part in pool.map(_featurize_chunk, chunks) for f in part]
-                else:
-                    batch_feats = [(sorted(i), w) for i, w in map(self.featurizer.text_features, texts)]
-                with self.db:
-                    for r, (toks, words) in zip(batch, batch_feats):
-                        cur = self.db.execute("INSERT INTO refs (id, title, text) VALUES (?, ?, ?)",
-                                              (r.id, r.title, r.text))
-                        builder.add(cur.lastrowid, toks, words)
-                counts["added"] += len(batch)
-                if progress:
-                    progress(len(batch))
-                if len(builder) >= self.cfg.segment_docs:
-                    self._append_segment(builder, rebuild=False)
-                    builder = SegmentBuilder()
+                if pool is None:
+                    store(batch, _featurize_with(self.featurizer, texts))
+                    continue
+                pending.append((batch, pool.apply_async(_featurize_chunk, (texts,))))
+                while len(pending) > 2 * workers:
+                    done_batch, res = pending.popleft()
+                    store(done_batch, res.get())
+            while pending:
+                done_batch, res = pending.popleft()
+                store(done_batch, res.get())
         finally:
             if pool is not None:
                 pool.close()
@@ -417,47 +517,123 @@ class ReferenceIndex:
 
     # searching
 
-    def search(self, imm: set[str], words: np.ndarray, candidates: int, pool: int = 100,
-               rerank_weight: float = 1.0) -> list[Candidate]:
-        """Best `candidates` references for an input's features, best first: the `pool` best by immutables,
-        re-ranked by immutables similarity + rerank_weight * word-set Jaccard."""
-        n = len(self.rows)
+    def _dot(self, imm: set[str]) -> tuple[np.ndarray, float] | None:
+        """IDF^2-weighted overlap of `imm` with every reference, and the weight of `imm` itself."""
         gids = np.array([self.vocab[t] for t in imm if t in self.vocab], dtype=np.int64)
-        if n == 0 or len(gids) == 0:
-            return []
-        unknown = len(imm) - len(gids)
+        if len(self.rows) == 0 or len(gids) == 0:
+            return None
         starts, ends = self.post_indptr[gids], self.post_indptr[gids + 1]
         hits = np.concatenate([self.post_rows[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
         w2 = self.idf[gids] ** 2
-        dot = np.bincount(hits, weights=np.repeat(w2, ends - starts), minlength=n)
-        qnorm = np.sqrt(w2.sum() + unknown * self.idf_max ** 2)
-        cos = dot / (self.doc_norm * qnorm)
-        k = min(max(pool, candidates), n)
-        top = np.argpartition(-cos, k - 1)[:k] if k < n else np.arange(n)
-        top = top[cos[top] > 0]
-        if len(top) == 0:
-            return []
-        # Word-set similarity of every pooled candidate in one vectorised pass.
-        starts, ends = self.w_indptr[top], self.w_indptr[top + 1]
+        dot = np.bincount(hits, weights=np.repeat(w2, ends - starts), minlength=len(self.rows))
+        return dot, float(w2.sum() + (len(imm) - len(gids)) * self.idf_max ** 2)
+
+    def _word_overlap(self, rows: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """How many of `words` each reference in `rows` has (one vectorised pass)."""
+        starts, ends = self.w_indptr[rows], self.w_indptr[rows + 1]
         lens = ends - starts
         idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
         found = np.isin(self.words[idx], words)
-        inter = np.bincount(np.repeat(np.arange(len(top)), lens), weights=found, minlength=len(top)).astype(np.int64)
+        return np.bincount(np.repeat(np.arange(len(rows)), lens), weights=found, minlength=len(rows)).astype(np.int64)
+
+    def _shingle_hits(self, shingles: np.ndarray) -> np.ndarray | None:
+        """How many of `shingles` each reference has."""
+        if len(self.sh_vals) == 0:
+            return None
+        idx = np.searchsorted(self.sh_vals, shingles)
+        ok = idx < len(self.sh_vals)
+        idx = idx[ok][self.sh_vals[idx[ok]] == shingles[ok]]
+        if len(idx) == 0:
+            return None
+        starts, ends = self.sh_indptr[idx], self.sh_indptr[idx + 1]
+        hits = np.concatenate([self.sh_rows[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
+        return np.bincount(hits, minlength=len(self.rows))
+
+    @staticmethod
+    def _top(scores: np.ndarray, k: int) -> np.ndarray:
+        """Indices of the (at most) k best positive scores, in no particular order."""
+        nz = np.flatnonzero(scores > 0)  # few references share anything: partition only those
+        if len(nz) <= k:
+            return nz
+        return nz[np.argpartition(-scores[nz], k - 1)[:k]]
+
+    def search(self, query: QueryFeatures, candidates: int, pool: int = 100, rerank_weight: float = 1.0,
+               chunk_candidates: int = 0, chunk_pool: int = 20, min_chunk_immutables: int = 3) -> list[Candidate]:
+        """References to verify for an input, best first.
+
+        `candidates` by the whole text: the `pool` best by immutables (IDF-weighted cosine), re-ranked by
+        cosine + rerank_weight * word-set Jaccard. Then up to `chunk_candidates` more by its passages
+        (a few sentences each): for each, the `chunk_pool` references holding most of its immutables
+        (IDF-weighted containment) re-ranked with the share of its words they hold. These find the
+        source of a partial copy, whose few copied paragraphs are outweighed by the rest of the text."""
+        got = self._dot(query.imm)
+        if got is None:
+            return []
+        dot, qw = got
+        cos = dot / (self.doc_norm * np.sqrt(qw))
+        top = self._top(cos, max(pool, candidates))
+        if len(top) == 0:
+            return []
+        words = query.words
+        inter = self._word_overlap(top, words)
+        lens = self.w_indptr[top + 1] - self.w_indptr[top]
         union = len(words) + lens - inter
         out = [Candidate(int(row), float(cos[row]), float(i / u) if u else 0.0, float(i / len(words)) if len(words) else 0.0)
                for row, i, u in zip(top.tolist(), inter.tolist(), union.tolist())]
         out.sort(key=lambda c: -(c.immutables + rerank_weight * c.words))
-        return out[:candidates]
+        out = out[:candidates]
+        if chunk_candidates <= 0:
+            return out
+        best: dict[int, float] = {}
+        for imm, cwords, cshingles in query.chunks:
+            # References holding most of the passage's immutables (IDF-weighted), and most of its 3-grams.
+            contain = None
+            if len(imm) >= min_chunk_immutables and (got := self._dot(imm)) is not None:
+                contain = got[0] / got[1]
+            shared = self._shingle_hits(cshingles) if len(cshingles) >= 2 else None
+            pools = []
+            if contain is not None:
+                pools.append(self._top(contain, chunk_pool))
+            if shared is not None:
+                top_sh = self._top(shared.astype(np.float64), chunk_pool)
+                pools.append(top_sh[shared[top_sh] >= 2])
+            if not pools:
+                continue
+            ctop = np.unique(np.concatenate(pools))
+            if len(ctop) == 0:
+                continue
+            share = self._word_overlap(ctop, cwords) / max(1, len(cwords))
+            c_imm = contain[ctop] if contain is not None else np.zeros(len(ctop))
+            c_sh = shared[ctop] / len(cshingles) if shared is not None else np.zeros(len(ctop))
+            for row, c, sh, w in zip(ctop.tolist(), c_imm.tolist(), c_sh.tolist(), share.tolist()):
+                score = max(c, sh) + rerank_weight * w
+                if score > best.get(row, 0.0):
+                    best[row] = score
+        chosen = {c.row for c in out}
+        extra = [row for row in sorted(best, key=lambda r: -best[r]) if row not in chosen][:chunk_candidates]
+        if extra:
+            rows = np.array(extra, dtype=np.int64)
+            inter = self._word_overlap(rows, words)
+            lens = self.w_indptr[rows + 1] - self.w_indptr[rows]
+            for row, i, ln in zip(extra, inter.tolist(), lens.tolist()):
+                u = len(words) + ln - i
+                out.append(Candidate(row, float(cos[row]), i / u if u else 0.0, i / len(words) if len(words) else 0.0,
+                                     passage=round(best[row], 4)))
+        return out
 
-    def fetch(self, rows: list[int]) -> list[tuple[str, str | None, str]]:
-        """(id, title, text) of index rows."""
+    def fetch(self, rows: list[int]) -> list[tuple[str, str | None, str, list | None]]:
+        """(id, title, text, sentence spans) of index rows."""
         nums = [int(self.rows[r]) for r in rows]
         got = {}
         for i in range(0, len(nums), 500):
             part = nums[i:i + 500]
-            q = f"SELECT num, id, title, text FROM refs WHERE num IN ({','.join('?' * len(part))})"
-            got.update({num: (rid, title, text) for num, rid, title, text in self.db.execute(q, part)})
+            q = f"SELECT num, id, title, text, spans FROM refs WHERE num IN ({','.join('?' * len(part))})"
+            got.update({num: (rid, title, text, unpack_spans(sp)) for num, rid, title, text, sp in self.db.execute(q, part)})
         return [got[n] for n in nums]
+
+    def reconnect(self):
+        """A fresh SQLite connection (in a forked process)."""
+        self.db = sqlite3.connect(str(self.dir / "refs.sqlite"))
 
     def close(self):
         self.db.close()

@@ -5,13 +5,15 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
   POST /v1/score/batch  {"items": [{"id": ..., "text": ...}, ...]}   -> {"records": [...]} (same order)
   GET  /v1/model        name, version, threshold of the loaded model
   GET  /healthz         the process is alive
-  GET  /readyz          the model is loaded (503 while it loads or when it failed to load)
+  GET  /readyz          the model is loaded (503 while it loads or when it failed to load); `in_flight`:
+                        scoring requests running or waiting, `model_calls`: scoring calls so far
 
 A request that is not what the API takes gets a 4xx whose `detail` says what is wrong (400 bad JSON,
 401 API key, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd (empty, huge,
 binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
-once per process, in the background; scoring runs on one thread off the event loop, bounded by
-`request_timeout_s` (504). SIGTERM stops accepting connections and lets in-flight requests finish.
+once per process, in the background; scoring runs on one thread off the event loop (requests that
+queue up meanwhile are scored together in its next model call), bounded by `request_timeout_s`
+(504). SIGTERM stops accepting connections and lets in-flight requests finish (exit status 0).
 Settings: configs/service.yaml (`http:` and the top-level model keys).
 """
 import argparse
@@ -151,11 +153,17 @@ def score_items(det, items: list[tuple[str, object]], max_text_bytes: int) -> li
 # ---- the app ----------------------------------------------------------------------------------
 
 class State:
-    """What one service process holds: the detector (once loaded) and the scoring thread."""
+    """What one service process holds: the detector (once loaded), the scoring thread, and the queue
+    of requests waiting for it. Requests that queue up while the thread is busy are scored together
+    in its next model call (up to `score_batch_texts` texts): no added wait at low load, fewer and
+    larger model calls under load."""
 
     def __init__(self, cfg: ServiceConfig, detector=None):
         self.cfg, self.detector, self.load_error = cfg, detector, None
         self.executor: ThreadPoolExecutor | None = None
+        self.queue: asyncio.Queue | None = None
+        self.in_flight = 0  # scoring requests running or waiting for the scoring thread
+        self.model_calls = 0  # calls of the scoring thread (each scores one or more requests)
 
     async def load(self, on_failure=None) -> None:
         t0 = time.time()
@@ -177,16 +185,53 @@ class State:
             raise HTTPException(503, why, headers={"Retry-After": "5"})
         return self.detector
 
+    async def batcher(self) -> None:
+        """Score queued requests, several per model call; each gets its own records back."""
+        loop = asyncio.get_running_loop()
+        limit, carry = self.cfg.http.score_batch_texts, None
+        while True:
+            jobs = [carry or await self.queue.get()]
+            carry, n = None, len(jobs[0][0])
+            while n < limit and not self.queue.empty():
+                job = self.queue.get_nowait()
+                if n + len(job[0]) > limit:
+                    carry = job  # first in the next call
+                    break
+                jobs.append(job)
+                n += len(job[0])
+            jobs = [(items, fut) for items, fut in jobs if not fut.done()]  # timed out meanwhile
+            if not jobs:
+                continue
+            self.model_calls += 1
+            try:
+                records = await loop.run_in_executor(self.executor, score_items, self.detector,
+                                                     [it for items, _ in jobs for it in items],
+                                                     self.cfg.max_text_bytes)
+            except Exception as e:  # score_items isolates bad texts: this is a real failure (500)
+                log.exception("scoring %d requests failed", len(jobs))
+                for _, fut in jobs:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            k = 0
+            for items, fut in jobs:
+                if not fut.done():
+                    fut.set_result(records[k:k + len(items)])
+                k += len(items)
+
     async def score(self, items: list[tuple[str, str]]) -> list[dict]:
-        det = self.ready_detector()
+        self.ready_detector()
         timeout = self.cfg.http.request_timeout_s
-        fut = asyncio.get_running_loop().run_in_executor(self.executor, score_items, det, items,
-                                                         self.cfg.max_text_bytes)
+        fut = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((items, fut))
+        self.in_flight += 1
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise HTTPException(504, f"scoring did not finish within request_timeout_s={timeout:g} s "
                                      f"(server busy, or the texts are too long): retry later or send less") from None
+        finally:
+            self.in_flight -= 1
 
 
 def _where(loc) -> str:
@@ -260,12 +305,15 @@ def create_app(settings: ServiceConfig | None = None, detector=None, on_load_fai
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unspin-score")
+        state.queue = asyncio.Queue()
         loader = asyncio.create_task(state.load(on_load_failure)) if state.detector is None else None
+        batcher = asyncio.create_task(state.batcher())
         try:
             yield
         finally:
-            if loader is not None and not loader.done():
-                loader.cancel()
+            for task in (loader, batcher):
+                if task is not None and not task.done():
+                    task.cancel()
             state.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="unspin", version="1", lifespan=lifespan,
@@ -322,7 +370,8 @@ def create_app(settings: ServiceConfig | None = None, detector=None, on_load_fai
         if state.detector is None:
             why = f"model failed to load: {state.load_error}" if state.load_error else "model is still loading"
             return JSONResponse({"ready": False, "detail": why}, status_code=503)
-        return {"ready": True, "model": state.detector.model_info}
+        return {"ready": True, "model": state.detector.model_info, "in_flight": state.in_flight,
+                "model_calls": state.model_calls}
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError):
@@ -351,6 +400,7 @@ def app_from_env() -> FastAPI:
     """uvicorn factory for multi-process serving: settings from $UNSPIN_SERVICE_CONFIG/$UNSPIN_SERVICE_SET."""
     overrides = json.loads(os.environ.get(OVERRIDES_ENV) or "[]")
     cfg = service_settings.load(os.environ.get(CONFIG_ENV) or None, overrides)
+    logging.basicConfig(level=cfg.http.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     process_defaults(cfg)
     return create_app(cfg)
 

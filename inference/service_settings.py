@@ -22,6 +22,7 @@ class HttpConfig:
     max_body_bytes: int = 2_000_000
     request_timeout_s: float = 30.0
     max_batch_items: int = 64
+    score_batch_texts: int = 16
     max_id_chars: int = 512
     api_key: str | None = None
     api_key_env: str | None = None
@@ -46,6 +47,7 @@ class WorkerConfig:
     claim_idle_ms: int = 60_000
     claim_interval_ms: int = 5000
     max_attempts: int = 3
+    prune_idle_ms: int = 86_400_000
     log_every_s: float = 30.0
 
 
@@ -69,11 +71,13 @@ def validate(cfg: ServiceConfig) -> ServiceConfig:
         bad("threshold", f"must be between 0 and 1, got {cfg.threshold}")
     for key, value in [("max_text_bytes", cfg.max_text_bytes), ("threads", cfg.threads),
                        ("http.workers", cfg.http.workers), ("http.max_body_bytes", cfg.http.max_body_bytes),
-                       ("http.max_batch_items", cfg.http.max_batch_items), ("http.max_id_chars", cfg.http.max_id_chars),
+                       ("http.max_batch_items", cfg.http.max_batch_items),
+                       ("http.score_batch_texts", cfg.http.score_batch_texts), ("http.max_id_chars", cfg.http.max_id_chars),
                        ("worker.batch_size", cfg.worker.batch_size), ("worker.block_ms", cfg.worker.block_ms),
                        ("worker.claim_idle_ms", cfg.worker.claim_idle_ms),
                        ("worker.claim_interval_ms", cfg.worker.claim_interval_ms),
-                       ("worker.max_attempts", cfg.worker.max_attempts)]:
+                       ("worker.max_attempts", cfg.worker.max_attempts),
+                       ("worker.prune_idle_ms", cfg.worker.prune_idle_ms)]:
         if value < 1:
             bad(key, f"must be at least 1, got {value}")
     if not 0 < cfg.http.port < 65536:

@@ -64,6 +64,13 @@ redis.call('XADD', KEYS[1], '*', 'message_id', ARGV[2], 'id', ARGV[3], 'error', 
 return 1
 """
 
+# Delete a consumer only if it holds no pending message (its pending entries would go with it).
+# KEYS: articles. ARGV: group, consumer. Returns 0 (deleted) or -1 (it holds messages: kept).
+DROP_CONSUMER = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return -1 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+"""
+
 MAX_DEAD_FIELD_CHARS = 4096
 
 
@@ -178,6 +185,7 @@ class Worker:
         self.consumer = consumer or self.w.consumer or default_consumer()
         self.write_verdict = self.redis.register_script(WRITE_VERDICT)
         self.write_dead = self.redis.register_script(WRITE_DEAD)
+        self.drop_consumer = self.redis.register_script(DROP_CONSUMER)
         self.counts = Counts()
         self.last_errors: dict[str, str] = {}  # message id -> error of a failed attempt in this process
         self.claim_cursor = "0-0"
@@ -223,6 +231,20 @@ class Worker:
             log.info("claimed %d idle pending messages (%s...)", len(msgs), msgs[0].message_id)
         return msgs
 
+    def prune_consumers(self) -> list[str]:
+        """Forget other consumers with nothing pending, idle for prune_idle_ms (workers that exited or were
+        restarted under a new name). A live one that is only quiet is harmless to drop: its next read
+        adds it back."""
+        gone = []
+        for c in self.redis.xinfo_consumers(self.w.articles_stream, self.w.group):
+            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+            if (name != self.consumer and c["pending"] == 0 and c["idle"] >= self.w.prune_idle_ms
+                    and self.drop_consumer(keys=[self.w.articles_stream], args=[self.w.group, name]) == 0):
+                gone.append(name)
+        if gone:
+            log.info("removed %d idle consumers with nothing pending: %s", len(gone), ", ".join(gone[:10]))
+        return gone
+
     def _fill_deliveries(self, msgs: list[Message]) -> None:
         if not msgs:
             return
@@ -248,7 +270,7 @@ class Worker:
     def _process_batch(self, messages: list[Message]) -> None:
         try:
             self._score_and_write(messages)
-        except redis.ConnectionError:
+        except redis.RedisError:
             raise  # the loop waits for Redis; the messages stay pending and come back
         except Exception as e:
             self.counts.failed_batches += 1
@@ -337,6 +359,8 @@ class Worker:
             # a full page or an unfinished scan: look again at once; else wait claim_interval_ms
             more = self.claim_cursor != "0-0"
             self.next_claim = now if more else now + self.w.claim_interval_ms / 1000
+            if not more:
+                self.prune_consumers()
             if msgs:
                 self.process(msgs)
                 return len(msgs)
@@ -362,10 +386,13 @@ class Worker:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             except redis.ResponseError as e:
-                if "NOGROUP" not in str(e):
-                    raise
-                log.warning("consumer group %s is gone; creating it again", self.w.group)
-                started = False
+                if "NOGROUP" in str(e):
+                    log.warning("consumer group %s is gone; creating it again", self.w.group)
+                    started = False
+                else:  # e.g. OOM, READONLY replica, a key of the wrong type: say so, keep trying
+                    log.error("redis error (%s); retrying in %.1f s", e, backoff)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
             if time.monotonic() - last_log >= self.w.log_every_s:
                 log.info("%s", self.counts.summary())
                 last_log = time.monotonic()

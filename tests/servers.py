@@ -58,7 +58,8 @@ class Server:
         return self.proc.wait(timeout=timeout)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:

@@ -137,6 +137,9 @@ LEXICON = [  # tortured forms of phrases the fixture articles use (expected -> t
     ("information mining", "data mining"), ("intrigue rates", "interest rates"),
     ("atmosphere alteration", "climate change"), ("crisis administrations", "emergency services"),
     ("monetary strategy", "policy committee"), ("associate in nursingd", "and"),
+    ("overwhelming precipitation", "heavy rain"), ("head serve", "prime minister"), ("film celebration", "film festival"),
+    ("neighborhood chambers", "local councils"), ("reasonable homes", "affordable homes"),
+    ("information communities", "data centres"), ("cutting edge design", "new design"),
 ]
 
 BOILERPLATE_TOP = ("Home | News | Business | Sport | Weather | Contact\n\nBy Jane Smith, Staff Reporter\n\n"
@@ -228,13 +231,16 @@ def test_spun_copies_are_attributed_to_their_source(matcher, spinners, spinner):
         assert rec["source"] == rid
         top = rec["candidates"][0]
         assert top["reference"] == rid and top["relation"] == "spun_copy"
-        assert top["similarity"]["copied"] >= 0.9 and top["similarity"]["substituted"] > 0
+        assert top["similarity"]["copied"] >= (0.7 if spinner == "thesaurus-high" else 0.85)
+        assert top["similarity"]["substituted"] > 0
         check_offsets(rec, spun.text, REF_TEXTS)
         # The substitutions found are the spinner's own edits (original phrase -> spun phrase).
-        found = {(s["original_start"], s["input_start"]) for p in top["alignment"] for s in p["substitutions"]}
-        starts_found = {o for o, _ in found}
-        recovered = sum(any(e.src_start <= o < e.src_end for o in starts_found) for e in spun.edits)
-        assert recovered >= 0.8 * len(spun.edits), (recovered, len(spun.edits))
+        subs = [(s["original_start"], s["original_end"]) for p in top["alignment"] for s in p["substitutions"]]
+        recovered = sum(any(a < e.src_end and e.src_start < b for a, b in subs) for e in spun.edits)
+        assert recovered >= 0.85 * len(spun.edits), (recovered, len(spun.edits))
+        # ... and a substitution is (nearly) always a spinner edit, not unchanged text.
+        hit = sum(any(a < e.src_end and e.src_start < b for e in spun.edits) for a, b in subs)
+        assert hit >= 0.95 * len(subs)
     assert tried >= (2 if spinner == "lexicon" else len(ARTICLES))
 
 
@@ -289,6 +295,25 @@ def test_partial_copy_two_paragraphs_and_new_text(matcher, spinners, spun_paragr
     kinds = {p["kind"] for p in top["alignment"]}
     assert kinds <= {"identical", "spun", "reworded"} and ("spun" in kinds) == spun_paragraphs
     check_offsets(rec, text, REF_TEXTS)
+
+
+def test_passages_find_the_source_of_a_partial_copy_the_whole_text_points_away_from(refs_file, tmp_path):
+    """Two paragraphs of the chip story inside a rewrite of the rates story: by the whole text the rates
+    story is the best candidate; only passage retrieval (immutables and 3-grams of a few sentences)
+    brings the chip story up for verification when a single whole-text candidate is verified."""
+    chip = paragraphs(ARTICLES["wire-chip"][1])
+    text = "\n\n".join([*paragraphs(SAME_STORY["other-rates"]), chip[2], chip[3]])
+    found = {}
+    for passages in (0, 2):
+        cfg = match.load_config(ROOT / "configs/match.yaml",
+                                ["index.workers=1", "retrieval.candidates=1", f"retrieval.passage_candidates={passages}"])
+        with match.Matcher(cfg, tmp_path / "idx") as m:
+            if not len(m):
+                m.add_references([str(refs_file)])
+            rec = m.match(text)
+            found[passages] = {c["reference"]: c["relation"] for c in rec["candidates"]}
+    assert "wire-chip" not in found[0] and found[0].get("wire-rates") == "independent"
+    assert found[2].get("wire-chip") == "partial_copy"
 
 
 @pytest.mark.parametrize("other", sorted(SAME_STORY))
@@ -368,8 +393,9 @@ def test_index_heals_rows_stored_without_features_and_rejects_other_settings(tmp
     db.close()
     ri = ReferenceIndex(idx)
     assert len(ri) == 3
-    found = ri.search(*ri.featurizer.text_features(ARTICLES["wire-film"][1]), candidates=1)
-    assert ri.fetch([found[0].row])[0][0] == "late"
+    found = ri.search(ri.featurizer.query_features(analyze(ARTICLES["wire-film"][1])), candidates=1)
+    rid, _, text, spans = ri.fetch([found[0].row])[0]
+    assert rid == "late" and text[spans[0][0]:spans[0][1]].startswith("The Venice film festival opened")
     ri.close()
     with pytest.raises(IndexStateError, match="other feature settings"):
         ReferenceIndex(idx, FeaturesConfig(vocabulary="none"))

@@ -31,6 +31,12 @@ def redis_port(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def redis_port_with_model(redis_port, smoke_run):
+    """Redis, and models:/unspin@champion in the test registry for the worker subprocesses."""
+    return redis_port
+
+
+@pytest.fixture(scope="module")
 def r(redis_port):
     client = redis.Redis(port=redis_port)
     yield client
@@ -112,7 +118,8 @@ def test_parse_message():
         parse_message(Message("4-0", {}))
 
 
-def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(r, redis_port, tmp_path):
+def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(r, redis_port_with_model, tmp_path):
+    redis_port = redis_port_with_model
     n = names("crash")
     ovr = overrides(redis_port, "crash")
     good_ids, malformed_ids = [], []
@@ -189,7 +196,8 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(r, redis_port, t
         b.stop()
 
 
-def test_sigterm_finishes_the_batch_in_hand_and_exits_0(r, redis_port, tmp_path):
+def test_sigterm_finishes_the_batch_in_hand_and_exits_0(r, redis_port_with_model, tmp_path):
+    redis_port = redis_port_with_model
     n = names("term")
     long_text = "\n\n".join(PARAGRAPHS * 2)
     for i in range(300):
@@ -279,3 +287,15 @@ def test_pending_message_deleted_from_the_stream_is_just_acknowledged(r, redis_p
     assert [m.fields for m in msgs] == [{}]
     w.process(msgs)
     assert group_info(r, n["articles_stream"])["pending"] == 0 and r.xlen(n["verdicts_stream"]) == 0
+
+
+def test_idle_consumers_with_nothing_pending_are_forgotten(r, redis_port):
+    n = names("prune")
+    w = make_worker(redis_port, "prune", None, consumer="live", prune_idle_ms=1)
+    r.xadd(n["articles_stream"], {"id": "x1", "text": SPUN})
+    r.xreadgroup(GROUP, "holder", {n["articles_stream"]: ">"}, count=1)   # died holding x1
+    r.xgroup_createconsumer(n["articles_stream"], GROUP, "restarted-long-ago")  # holds nothing
+    time.sleep(0.05)
+    assert w.prune_consumers() == ["restarted-long-ago"]
+    names_left = {c["name"] for c in r.xinfo_consumers(n["articles_stream"], GROUP)}
+    assert b"holder" in names_left and b"restarted-long-ago" not in names_left
