@@ -231,46 +231,49 @@ def _hard_change(ref: Sentence, inp: Sentence, i1: int, i2: int, j1: int, j2: in
     return False
 
 
-def _merge_short_equals(opcodes, ref: Sentence) -> list[tuple]:
-    """Absorb one-word equal runs between two edits into one replacement.
+def _merge_short_equals(opcodes, ref: Sentence, inp: Sentence, cfg: AlignConfig) -> list[tuple]:
+    """Absorb a one-word equal run between two edits into one replacement, where that mends an edit.
 
-    Within a stretch of adjacent swaps difflib may match a stray function word across them ("prices out
-    of reach for many" -> "market values ungettable for a lot of" pairs the two "of"s), which splits the
-    swaps into a lopsided replacement and a deletion. Read as one replacement, the stretch is balanced.
-    Only function words are absorbed (never a number or a name).
+    Within a stretch of adjacent swaps difflib may match a stray function word across them ("move to a
+    small town by" -> "maneuver against a slim village according to" pairs the two "to"s), which splits
+    the swaps into a lopsided replacement and a deletion. Read as one replacement, the stretch is a
+    balanced swap. Only function words are absorbed (never a number or a name), and only next to an
+    edit that is not a swap by itself, so stretches of good swaps are not glued into one long edit.
     """
-    out: list[list] = []
-    k = 0
-    ops = list(opcodes)
-    while k < len(ops):
-        tag, i1, i2, j1, j2 = ops[k]
-        if (tag == "equal" and i2 - i1 == 1 and out and out[-1][0] != "equal" and k + 1 < len(ops)
-                and ops[k + 1][0] != "equal" and ref.norms[i1] in STOPWORDS and not ref.fixed[i1]
-                and not _numeric(ref.norms[i1])):
-            nxt = ops[k + 1]
-            out[-1] = ["replace", out[-1][1], nxt[2], out[-1][3], nxt[4]]
-            k += 2
-            continue
-        if tag != "equal" and out and out[-1][0] != "equal":
-            out[-1] = ["replace", out[-1][1], i2, out[-1][3], j2]
+    ops = [list(o) for o in opcodes]
+
+    def swap(o) -> bool:
+        return o[0] != "equal" and is_swap(o[0], ref.norms[o[1]:o[2]], inp.norms[o[3]:o[4]], cfg)
+
+    k = 1
+    while k < len(ops) - 1:
+        tag, i1, i2 = ops[k][:3]
+        prev, nxt = ops[k - 1], ops[k + 1]
+        if (tag == "equal" and i2 - i1 == 1 and prev[0] != "equal" and nxt[0] != "equal"
+                and ref.norms[i1] in STOPWORDS and not ref.fixed[i1] and not _numeric(ref.norms[i1])
+                and not (swap(prev) and swap(nxt))):
+            ops[k - 1:k + 2] = [["replace", prev[1], nxt[2], prev[3], nxt[4]]]
+            k = max(1, k - 1)
         else:
-            out.append([tag, i1, i2, j1, j2])
-        k += 1
-    return [tuple(o) for o in out]
+            k += 1
+    return [tuple(o) for o in ops]
 
 
 def _read_ops(ref: Sentence, inp: Sentence, opcodes, ref_text: str, inp_text: str, cfg: AlignConfig):
     equal = substituted = reworded = 0
     edits = []
-    ref_changed, inp_changed = set(), set()
+    ref_changed: dict[str, set[int]] = {}  # word -> the edits it was taken out of / put in by
+    inp_changed: dict[str, set[int]] = {}
     ref_all, inp_all = set(ref.norms), set(inp.norms)
     for tag, i1, i2, j1, j2 in opcodes:
         if tag == "equal":
             equal += j2 - j1
             continue
         la, lb = i2 - i1, j2 - j1
-        ref_changed.update(ref.norms[i1:i2])
-        inp_changed.update(inp.norms[j1:j2])
+        for w in ref.norms[i1:i2]:
+            ref_changed.setdefault(w, set()).add(len(edits))
+        for w in inp.norms[j1:j2]:
+            inp_changed.setdefault(w, set()).add(len(edits))
         swap = is_swap(tag, ref.norms[i1:i2], inp.norms[j1:j2], cfg) and not _hard_change(ref, inp, i1, i2, j1, j2,
                                                                                        ref_all, inp_all)
         if swap:
@@ -291,7 +294,11 @@ def _read_ops(ref: Sentence, inp: Sentence, opcodes, ref_text: str, inp_text: st
                       "original_start": os_, "original_end": oe, "input_start": is_, "input_end": ie,
                       "swap": swap})
     # A content word taken out in one place and put back in another was moved: rewording, not a swap.
-    moved = len((ref_changed & inp_changed) - STOPWORDS) > cfg.max_moved_words
+    # (within one edit a shared word is just aligned loosely: "move to a small town" -> "move toward a
+    # slender town according to"; across edits it went somewhere else).
+    moved_words = [w for w, ops in ref_changed.items()
+                   if w not in STOPWORDS and w in inp_changed and (ops | inp_changed[w]) != ops & inp_changed[w]]
+    moved = len(moved_words) > cfg.max_moved_words
     return equal, substituted, reworded, moved, edits
 
 
@@ -300,8 +307,8 @@ def diff_pair(ref: Sentence, inp: Sentence, q: int, r: int, ref_text: str, inp_t
     """Read the word diff of an aligned pair (reference = original side, input = spun side)."""
     opcodes = opcodes if opcodes is not None else _ops(ref, inp)
     equal, substituted, reworded, moved, edits = _read_ops(ref, inp, opcodes, ref_text, inp_text, cfg)
-    if reworded and not moved:
-        merged = _merge_short_equals(opcodes, ref)
+    if reworded or moved:
+        merged = _merge_short_equals(opcodes, ref, inp, cfg)
         if merged != opcodes:
             second = _read_ops(ref, inp, merged, ref_text, inp_text, cfg)
             if second[2] == 0 and not second[3]:
@@ -406,7 +413,7 @@ def _fill_gaps(inp: Doc, ref: Doc, pairs: list[Pair], cfg: AlignConfig) -> list[
 class RelationConfig:
     copy_coverage: float = 0.6      # input prose words in copied (identical/spun) sentences: full copy
     reference_coverage: float = 0.5  # ... and reference prose words copied (else some paragraphs taken: partial)
-    copy_purity: float = 0.7        # copied share of the aligned input words, for any copy relation
+    copy_purity: float = 0.75       # copied share of the aligned input words, for any copy relation
     verbatim_identical: float = 0.97  # share of copied input words identical: verbatim rather than spun
     spun_min_swaps: int = 2         # ... and fewer swaps and reworded sentences than this
     min_copy_words: int = 25        # fewer copied words than this is not evidence of copying
@@ -465,7 +472,9 @@ def figures(inp: Doc, ref: Doc, pairs: list[Pair]) -> dict:
 def relation(fig: dict, retrieval: float, cfg: RelationConfig) -> str:
     sent = fig["sentences"]
     n_copied = sent["identical"] + sent["spun"]
-    copy_evidence = (fig["_copied_words"] >= cfg.min_copy_words and n_copied >= min(cfg.min_copy_sentences, sent["input"])
+    # One sentence is not evidence of copying: a reporter's "The firm said" for "The company said" looks
+    # exactly like a dictionary swap. It takes min_copy_sentences copied sentences.
+    copy_evidence = (fig["_copied_words"] >= cfg.min_copy_words and n_copied >= cfg.min_copy_sentences
                      and fig["copy_purity"] >= cfg.copy_purity)
     if (copy_evidence and fig["copied"] >= cfg.copy_coverage and fig["reference_copied"] >= cfg.reference_coverage
             and fig["order"] >= cfg.min_order):

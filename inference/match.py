@@ -7,8 +7,9 @@ persisted index at `index_dir` (configs/match.yaml); a later run with new refere
 those (ids already indexed are skipped; an input unchanged since it was last read is not re-read).
 INPUT is read like `inference.score` reads it: one output record per input record, in input order;
 a malformed line, a non-UTF-8 or binary file, an empty or oversized text, a missing id each give a
-record with `error` set and the batch goes on. Exit status is non-zero only when the command itself
-cannot run (bad arguments or config, unreadable index, output not writable).
+record with `error` set and the batch goes on. `--workers 2` matches in two forked processes sharing
+the loaded index. Exit status is non-zero only when the command itself cannot run (bad arguments or
+config, unreadable index, output not writable).
 
 Record: {"id", "relation", "source", "candidates": [{"reference", "title", "relation", "retrieval",
 "similarity", "alignment": [{input/reference offsets, "kind", "similarity", "substitutions",
@@ -292,6 +293,7 @@ def main(argv=None) -> int:
     ap.add_argument("--index", metavar="DIR", help="index directory (default: index_dir in the config)")
     ap.add_argument("--rebuild", action="store_true", help="delete the index and index the references afresh")
     ap.add_argument("--resume", action="store_true", help="skip ids already in OUT and append")
+    ap.add_argument("--workers", type=int, help="processes matching inputs (default: workers in the config)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     if args.input and not args.output:
@@ -300,6 +302,8 @@ def main(argv=None) -> int:
         ap.error("nothing to do: give --references and/or --input")
     try:
         cfg = load_config(args.config, args.set)
+        if args.workers is not None:
+            cfg.workers = args.workers
         s = run(args.input, args.output or "-", args.references, cfg, args.index, args.resume, args.rebuild,
                 progress=not args.quiet)
     except (cfglib.ConfigError, IndexStateError, ValueError) as e:

@@ -55,6 +55,8 @@ class IndexConfig:
     max_segments: int = 8        # more segments than this are merged into one on open
     chunk_docs: int = 200        # references featurised per worker task
     workers: int = 1             # processes featurising references (0: one per CPU)
+    common_share: float = 0.02   # immutables in more than this share of references are not gathered at search ...
+    min_common_df: int = 1000    # ... unless in at most this many (small indexes gather everything)
 
 
 # --- features ------------------------------------------------------------------------------------
@@ -406,6 +408,7 @@ class ReferenceIndex:
         self.post_indptr = _indptr(counts.tolist()) if v else np.zeros(1, np.int64)
         self.idf = np.log1p(n / np.maximum(counts, 1)) if v else np.zeros(0)
         self.idf_max = float(np.log1p(max(n, 1)))
+        self.max_postings = max(self.cfg.min_common_df, int(self.cfg.common_share * n))
         w2 = self.idf ** 2
         self.doc_norm = np.sqrt(np.bincount(doc_of, weights=w2[seg.imm], minlength=n)) if n else np.zeros(0)
         self.doc_norm[self.doc_norm == 0] = np.inf
@@ -522,11 +525,18 @@ class ReferenceIndex:
         gids = np.array([self.vocab[t] for t in imm if t in self.vocab], dtype=np.int64)
         if len(self.rows) == 0 or len(gids) == 0:
             return None
-        starts, ends = self.post_indptr[gids], self.post_indptr[gids + 1]
-        hits = np.concatenate([self.post_rows[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
         w2 = self.idf[gids] ** 2
+        total = float(w2.sum() + (len(imm) - len(gids)) * self.idf_max ** 2)
+        starts, ends = self.post_indptr[gids], self.post_indptr[gids + 1]
+        # Tokens in very many references ("UK", "2004") weigh little and cost most: they count in the
+        # weight of `imm` but their references are not gathered.
+        keep = (ends - starts) <= self.max_postings
+        if not keep.any():
+            return None
+        starts, ends, w2 = starts[keep], ends[keep], w2[keep]
+        hits = np.concatenate([self.post_rows[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
         dot = np.bincount(hits, weights=np.repeat(w2, ends - starts), minlength=len(self.rows))
-        return dot, float(w2.sum() + (len(imm) - len(gids)) * self.idf_max ** 2)
+        return dot, total
 
     def _word_overlap(self, rows: np.ndarray, words: np.ndarray) -> np.ndarray:
         """How many of `words` each reference in `rows` has (one vectorised pass)."""

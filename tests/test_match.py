@@ -430,7 +430,7 @@ def test_command_one_record_per_input_with_bad_inputs(refs_file, spinners, tmp_p
     out = tmp_path / "out.jsonl"
     idx = tmp_path / "idx"
     argv = ["--references", str(refs_dir), "--input", str(d), str(tmp_path / "batch.jsonl"), str(tmp_path / "nope.txt"),
-            "--output", str(out), "--index", str(idx), "--set", "index.workers=2", "--quiet"]
+            "--output", str(out), "--index", str(idx), "--set", "index.workers=2", "--workers", "2", "--quiet"]
     assert match.main(argv) == 0
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     ids = [r["id"] for r in recs]
