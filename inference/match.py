@@ -23,12 +23,12 @@ import os
 import shutil
 import sys
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data import config as cfglib
-from inference.align import AlignConfig, RelationConfig, align, analyze, figures, relation
+from inference.align import AlignConfig, Doc, RelationConfig, align, analyze, figures, relation
 from inference.inputs import STDIN, Record, iter_records, read_ids
 from inference.outputs import open_writer
 from inference.references import FeaturesConfig, IndexConfig, IndexStateError, ReferenceIndex, fingerprint_input
@@ -48,6 +48,7 @@ class RetrievalConfig:
     passage_words: int = 60       # words per passage (consecutive prose sentences)
     passage_pool: int = 20        # best per passage by immutables containment, re-ranked by word containment
     min_passage_immutables: int = 3  # a passage with fewer immutables is not searched on its own
+    reference_cache: int = 512    # analysed references kept in memory (popular originals are matched often)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Matcher:
     def __init__(self, cfg: MatchConfig | None = None, index_dir: str | Path | None = None):
         self.cfg = cfg or MatchConfig()
         self.index = ReferenceIndex(index_dir or self.cfg.index_dir, self.cfg.features, self.cfg.index)
+        self._cache: OrderedDict[int, tuple] = OrderedDict()
 
     def close(self):
         self.index.close()
@@ -100,10 +102,26 @@ class Matcher:
     def __len__(self) -> int:
         return len(self.index)
 
+    def _references(self, rows: list[int]) -> list[tuple[str, str | None, Doc]]:
+        """(id, title, analysed text) of index rows; the last `reference_cache` are kept analysed."""
+        missing = [r for r in dict.fromkeys(rows) if r not in self._cache]
+        if missing:
+            rare = self.index.featurizer.is_rare
+            for r, (ref_id, title, text, spans) in zip(missing, self.index.fetch(missing)):
+                self._cache[r] = (ref_id, title, analyze(text, self.cfg.features.check_prose, rare, spans))
+        out = []
+        for r in rows:
+            self._cache.move_to_end(r)
+            out.append(self._cache[r])
+        while len(self._cache) > self.cfg.retrieval.reference_cache:
+            self._cache.popitem(last=False)
+        return out
+
     # references
 
     def add_references(self, inputs: list[str], progress: bool = False) -> Counter:
         """Index the records of `inputs` (paths as for iter_records) that are not indexed yet."""
+        self._cache.clear()
         counts: Counter = Counter()
         bar = None
         if progress:
@@ -127,6 +145,7 @@ class Matcher:
     def add_texts(self, items: list[tuple[str, str]] | list[Record]) -> Counter:
         """Index (id, text) pairs or Records directly."""
         recs = [r if isinstance(r, Record) else Record(id=r[0], text=r[1]) for r in items]
+        self._cache.clear()
         return self.index.add(recs)
 
     # matching
@@ -135,16 +154,14 @@ class Matcher:
         """The match record of one article."""
         cfg = self.cfg
         rare = self.index.featurizer.is_rare
-        doc = analyze(text, True, rare)
+        doc = analyze(text, cfg.features.check_prose, rare)
         r = cfg.retrieval
         query = self.index.featurizer.query_features(doc, r.passage_words)
         found = self.index.search(query, r.candidates, r.pool, r.rerank_weight, r.passage_candidates, r.passage_pool,
                                   r.min_passage_immutables)
         found = [c for c in found if c.immutables >= r.min_immutables or c.words >= 0.3 or c.passage]
-        refs = self.index.fetch([c.row for c in found])
         cands = []
-        for c, (ref_id, title, ref_text, spans) in zip(found, refs):
-            rdoc = analyze(ref_text, cfg.features.check_prose, rare, spans)
+        for c, (ref_id, title, rdoc) in zip(found, self._references([c.row for c in found])):
             pairs = align(doc, rdoc, cfg.align)
             fig = figures(doc, rdoc, pairs)
             rel = relation(fig, c.immutables, cfg.relation)
