@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps data train test test-slow score serve worker match bench mlflow-ui clean
+.PHONY: setup system-deps data train test test-slow score serve serve-mlflow worker redis match bench mlflow-ui clean
 
 setup: $(STAMP) system-deps
 
@@ -43,13 +43,26 @@ score: $(STAMP)
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl|OUT.csv'; exit 2; }
 	$(PY) -m inference.score $(INPUT) --output $(OUTPUT) $(ARGS)
 
-# HTTP service on 127.0.0.1:8000 (configs/service.yaml): POST /v1/score, /v1/score/batch; docs at /docs.
+# HTTP service on 127.0.0.1:8000 (configs/service.yaml + configs/inference.yaml): POST /v1/score,
+# /v1/score/batch; docs at /docs. make serve [ARGS="--set http.port=9000 --set quantize=true"]
 serve: setup
-	$(PY) -m inference.service
+	$(PY) -m inference.service $(ARGS)
 
-# Redis Streams worker: unspin:articles -> unspin:verdicts (+ unspin:review, unspin:dead).
+# The registered model under MLflow's own server: POST http://127.0.0.1:5001/invocations.
+# --env-manager local runs it with this venv, hence its bin first on PATH. make serve-mlflow [ARGS=...]
+serve-mlflow: $(STAMP)
+	PATH="$(CURDIR)/.venv/bin:$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} \
+		mlflow models serve -m models:/unspin@champion --env-manager local -h 127.0.0.1 -p 5001 $(ARGS)
+
+# Redis Streams worker: unspin:articles -> unspin:verdicts (+ unspin:review, unspin:dead); needs Redis
+# (`make redis`). make worker [ARGS="--set worker.batch_size=32 --redis-url redis://host:6379/0"]
 worker: setup
-	$(PY) -m inference.worker
+	$(PY) -m inference.worker $(ARGS)
+
+# Local Redis for `make worker` on 127.0.0.1:6379 (worker.redis_url), data in .redis/; foreground, Ctrl-C stops it.
+redis: system-deps
+	@mkdir -p .redis
+	redis-server --bind 127.0.0.1 --port 6379 --dir "$(CURDIR)/.redis" $(ARGS)
 
 # make match REFS=archive/ INPUT=articles/ OUTPUT=matches.jsonl
 match: $(STAMP)

@@ -20,6 +20,7 @@ else: words are dropped, phrases moved, numbers and names added or left out. So:
 """
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -46,7 +47,6 @@ STOP_CAPITALS = frozenset({"i", "mr", "mrs", "ms", "dr", "sir", "the", "a", "an"
 
 _APOS = str.maketrans({"’": "'", "‘": "'"})
 _OPENERS = set("\"“‘'(:[-–—")
-_POSSESSIVE = re.compile(r"'s$")
 
 
 _NORMS: dict[str, str] = {}
@@ -355,7 +355,8 @@ def align(inp: Doc, ref: Doc, cfg: AlignConfig) -> list[Pair]:
         for w in mine:
             shared.update(postings.get(w, ()))
         best = None
-        for r, c in shared.most_common(cfg.pair_candidates):
+        # Ties go to the earlier reference sentence (Counter order follows the set `mine`: random per process).
+        for r, c in heapq.nsmallest(cfg.pair_candidates, shared.items(), key=lambda rc: (-rc[1], rc[0])):
             if c < cfg.min_shared_words and c < len(mine):
                 break
             dice = 2 * c / (len(mine) + len(content[r]))  # cheap stand-in for the word diff, to choose

@@ -108,9 +108,10 @@ class Detector:
 
     # ---- loading and saving ------------------------------------------------------------------
     @classmethod
-    def load(cls, uri_or_path: str | Path, quantize: bool = False) -> Detector:
+    def load(cls, uri_or_path: str | Path, quantize: bool | None = None) -> Detector:
         """From a detector directory, an exported MLflow model directory, or any MLflow model URI
-        (`models:/unspin@champion`, `models:/unspin/3`, `runs:/<id>/model`)."""
+        (`models:/unspin@champion`, `models:/unspin/3`, `runs:/<id>/model`). quantize: int8 or full
+        precision encoder; None scores as the model was calibrated (its `tagger.quantize` setting)."""
         path = Path(str(uri_or_path))
         if not path.exists():
             import mlflow
@@ -123,14 +124,17 @@ class Detector:
         return cls.from_dir(found, quantize)
 
     @classmethod
-    def from_dir(cls, path: str | Path, quantize: bool = False) -> Detector:
+    def from_dir(cls, path: str | Path, quantize: bool | None = None) -> Detector:
         path = Path(path)
         meta = json.loads((path / META).read_text())
         tagger = baseline = None
         if meta["kind"] == "tagger":
             from inference.tagger import Tagger
 
-            tagger = Tagger.load(path / "tagger", quantize=quantize, **meta.get("tagger", {}))
+            kw = dict(meta.get("tagger", {}))
+            if quantize is not None:
+                kw["quantize"] = quantize
+            tagger = Tagger.load(path / "tagger", **kw)
         else:
             import joblib
 
@@ -150,8 +154,7 @@ class Detector:
             cal = getattr(self, name)
             meta[name] = cal.__dict__ if cal else None
         if self.tagger is not None:
-            self.tagger.model.save_pretrained(path / "tagger")
-            self.tagger.tokenizer.save_pretrained(path / "tagger")
+            self.tagger.save(path / "tagger")
         else:
             import joblib
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from data import config as cfglib
 from inference.align import AlignConfig, Doc, RelationConfig, align, analyze, figures, relation
-from inference.inputs import STDIN, Record, iter_records, read_ids
+from inference.inputs import Record, iter_records, make_record, read_ids
 from inference.outputs import open_writer
 from inference.references import FeaturesConfig, IndexConfig, IndexStateError, ReferenceIndex, fingerprint_input
 
@@ -129,22 +129,21 @@ class Matcher:
 
             bar = tqdm(unit="ref", file=sys.stderr, dynamic_ncols=True, desc="indexing")
         for name in inputs:
-            key = os.path.abspath(name) if name != STDIN else None
-            fp = fingerprint_input(name) if key else None
+            key, fp = os.path.abspath(name), fingerprint_input(name, self.cfg.max_bytes)
             if fp is not None and self.index.source_unchanged(key, fp):
                 counts["unchanged_inputs"] += 1
                 continue
             counts.update(self.index.add(iter_records([name], self.cfg.max_bytes),
-                                         progress=bar.update if bar else None))
-            if fp is not None:
-                self.index.mark_source(key, fp)
+                                         progress=bar.update if bar else None, source=(key, fp) if fp else None))
         if bar:
             bar.close()
         return counts
 
     def add_texts(self, items: list[tuple[str, str]] | list[Record]) -> Counter:
-        """Index (id, text) pairs or Records directly."""
-        recs = [r if isinstance(r, Record) else Record(id=r[0], text=r[1]) for r in items]
+        """Index (id, text) pairs, checked as input records are (an empty, oversized or undecodable text is
+        counted as an error, not indexed), or Records directly."""
+        recs = [r if isinstance(r, Record) else make_record({"id": r[0], "text": r[1]}, str(r[0]), self.cfg.max_bytes)
+                for r in items]
         self._cache.clear()
         return self.index.add(recs)
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from data.text import is_word, sentences, words
+from data.text import sentences
 
 _NAME = r"[A-Z][\w'’.\-]*"
 _NAME_SEP = r"(?:\s*[,;&]\s*|\s+(?:and|by|in|of|for|at|de|van|von|der|da|al)\s+|\s+)"
@@ -96,7 +96,7 @@ def _compiled(rules: ProseRules) -> dict:
     return {
         "end": re.compile(rules.end_punct),
         "nav": re.compile(rules.nav_separators),
-        "boilerplate": [re.compile(p, i) for p in rules.boilerplate],
+        "boilerplate": re.compile("|".join(f"(?:{p})" for p in rules.boilerplate), i),
         "byline": re.compile(rules.byline),
         "date_token": re.compile(rules.date_token, i),
         "date_anchor": re.compile(rules.date_anchor, i),
@@ -106,8 +106,11 @@ def _compiled(rules: ProseRules) -> dict:
     }
 
 
+_WORDS = re.compile(r"\w+(?:[’'\-.,]\w+)*")  # the words of data.text.words, without punctuation
+
+
 def _words(line: str) -> list[str]:
-    return [line[s:e] for s, e in words(line) if is_word(line[s:e])]
+    return [w for w in _WORDS.findall(line) if w.strip("_")]
 
 
 def line_reason(line: str, rules: ProseRules = DEFAULT_RULES, in_list: bool = False) -> str | None:
@@ -121,7 +124,7 @@ def line_reason(line: str, rules: ProseRules = DEFAULT_RULES, in_list: bool = Fa
         return "url_email"
     if rx["copyright"].search(line):
         return "copyright"
-    if len(ws) <= rules.boilerplate_max_words and any(p.search(line) for p in rx["boilerplate"]):
+    if len(ws) <= rules.boilerplate_max_words and rx["boilerplate"].search(line):
         return "boilerplate"
     if len(ws) <= rules.byline_max_words and rx["byline"].match(line):
         return "byline"
@@ -141,11 +144,14 @@ def line_reason(line: str, rules: ProseRules = DEFAULT_RULES, in_list: bool = Fa
     return None
 
 
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
 def _is_timestamp(line: str, rules: ProseRules) -> bool:
     rx = _compiled(rules)
-    tokens = re.findall(r"\w+|[^\w\s]", line)
     anchored = False
-    for tok in tokens:
+    for m in _TOKEN.finditer(line):  # lazily: most lines fail at their first word
+        tok = m.group()
         if tok in rules.date_punct:
             continue
         if not rx["date_token"].fullmatch(tok):

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.align import STOPWORDS, Doc, analyze, sentence_spans
+from inference.inputs import ARTICLE_EXTS, STDIN
 
 FORMAT_VERSION = 1
 
@@ -223,15 +224,10 @@ class Segment:
         return SegmentBuilder().build()
 
     def save(self, path: Path):
-        tmp = path.with_name(path.name + ".tmp")
         blob = np.frombuffer("\n".join(self.vocab).encode("utf-8", "surrogatepass"), dtype=np.uint8)
-        with open(tmp, "wb") as f:
-            np.savez(f, rows=self.rows, imm_indptr=self.imm_indptr, imm=self.imm, vocab=blob,
-                     n_vocab=np.array([len(self.vocab)]), w_indptr=self.w_indptr, words=self.words,
-                     s_indptr=self.s_indptr, shingles=self.shingles)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(
+            f, rows=self.rows, imm_indptr=self.imm_indptr, imm=self.imm, vocab=blob, n_vocab=np.array([len(self.vocab)]),
+            w_indptr=self.w_indptr, words=self.words, s_indptr=self.s_indptr, shingles=self.shingles))
 
     @classmethod
     def load(cls, path: Path) -> Segment:
@@ -281,6 +277,22 @@ class SegmentBuilder:
                        np.concatenate(self.words) if self.words else np.zeros(0, np.uint32),
                        _indptr([len(x) for x in self.shingles]),
                        np.concatenate(self.shingles) if self.shingles else np.zeros(0, np.uint32))
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write `path` via `write(binary file)` into a temporary file that is synced, then renamed over it
+    (and the rename synced): a crash leaves the old file or the new one, never a torn or empty one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _indptr(lengths: list[int]) -> np.ndarray:
@@ -362,10 +374,7 @@ class ReferenceIndex:
         return m
 
     def _write_manifest(self):
-        path = self.dir / "manifest.json"
-        tmp = path.with_name("manifest.json.tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=1))
-        os.replace(tmp, path)
+        atomic_write(self.dir / "manifest.json", lambda f: f.write(json.dumps(self.manifest, indent=1).encode()))
 
     def _new_segment(self, seg: Segment) -> str:
         name = f"seg-{self.manifest['next_segment']:06d}.npz"
@@ -435,17 +444,21 @@ class ReferenceIndex:
     def source_unchanged(self, key: str, fingerprint: str) -> bool:
         return self.manifest["sources"].get(key) == fingerprint
 
-    def mark_source(self, key: str, fingerprint: str):
-        self.manifest["sources"][key] = fingerprint
-        self._write_manifest()
-
-    def add(self, records: Iterable, progress=None) -> Counter:
-        """Add Records (inference.inputs) whose id is new; returns counts: added, existing, errors:<reason>."""
+    def add(self, records: Iterable, progress=None, source: tuple[str, str] | None = None) -> Counter:
+        """Add Records (inference.inputs) whose id is new; returns counts: added, existing, errors:<reason>.
+        `source` (key, fingerprint) marks the input they came from as read, once they are all stored."""
         counts: Counter = Counter()
         lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - one writer at a time (closed below)
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return self._add(records, progress, counts)
+            self._add(records, progress, counts)
+            if source is not None:
+                self.manifest["sources"][source[0]] = source[1]
+                self._write_manifest()
+            return counts
+        except BaseException:
+            self._ids = None  # ids of records read but not stored must not count as indexed
+            raise
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
@@ -465,11 +478,12 @@ class ReferenceIndex:
 
         def store(batch, feats):
             nonlocal builder
+            # A failed batch is rolled back (and its row numbers reused): only committed rows join the segment.
             with self.db:
-                for r, (toks, words, spans, shingles) in zip(batch, feats):
-                    cur = self.db.execute("INSERT INTO refs (id, title, text, spans) VALUES (?, ?, ?, ?)",
-                                          (r.id, r.title, r.text, spans))
-                    builder.add(cur.lastrowid, toks, words, shingles)
+                nums = [self.db.execute("INSERT INTO refs (id, title, text, spans) VALUES (?, ?, ?, ?)",
+                                        (r.id, r.title, r.text, f[2])).lastrowid for r, f in zip(batch, feats)]
+            for num, (toks, words, _, shingles) in zip(nums, feats):
+                builder.add(num, toks, words, shingles)
             counts["added"] += len(batch)
             if progress:
                 progress(len(batch))
@@ -525,7 +539,8 @@ class ReferenceIndex:
 
     def _dot(self, imm: set[str]) -> tuple[np.ndarray, float] | None:
         """IDF^2-weighted overlap of `imm` with every reference, and the weight of `imm` itself."""
-        gids = np.array([self.vocab[t] for t in imm if t in self.vocab], dtype=np.int64)
+        # Sorted: a set's order varies from process to process, and so would the float sums below.
+        gids = np.array(sorted(self.vocab[t] for t in imm if t in self.vocab), dtype=np.int64)
         if len(self.rows) == 0 or len(gids) == 0:
             return None
         w2 = self.idf[gids] ** 2
@@ -588,12 +603,8 @@ class ReferenceIndex:
         if len(top) == 0:
             return []
         words = query.words
-        inter = self._word_overlap(top, words)
-        lens = self.w_indptr[top + 1] - self.w_indptr[top]
-        union = len(words) + lens - inter
-        out = [Candidate(int(row), float(cos[row]), float(i / u) if u else 0.0, float(i / len(words)) if len(words) else 0.0)
-               for row, i, u in zip(top.tolist(), inter.tolist(), union.tolist())]
-        out.sort(key=lambda c: -(c.immutables + rerank_weight * c.words))
+        out = self._candidates(top, words, cos)
+        out.sort(key=lambda c: (-(c.immutables + rerank_weight * c.words), c.row))  # ties: the earlier reference
         out = out[:candidates]
         if chunk_candidates <= 0:
             return out
@@ -623,16 +634,19 @@ class ReferenceIndex:
                 if score > best.get(row, 0.0):
                     best[row] = score
         chosen = {c.row for c in out}
-        extra = [row for row in sorted(best, key=lambda r: -best[r]) if row not in chosen][:chunk_candidates]
+        extra = [row for row in sorted(best, key=lambda r: (-best[r], r)) if row not in chosen][:chunk_candidates]
         if extra:
-            rows = np.array(extra, dtype=np.int64)
-            inter = self._word_overlap(rows, words)
-            lens = self.w_indptr[rows + 1] - self.w_indptr[rows]
-            for row, i, ln in zip(extra, inter.tolist(), lens.tolist()):
-                u = len(words) + ln - i
-                out.append(Candidate(row, float(cos[row]), i / u if u else 0.0, i / len(words) if len(words) else 0.0,
-                                     passage=round(best[row], 4)))
+            out += self._candidates(np.array(extra, dtype=np.int64), words, cos, [round(best[r], 4) for r in extra])
         return out
+
+    def _candidates(self, rows: np.ndarray, words: np.ndarray, cos: np.ndarray,
+                    passages: list[float] | None = None) -> list[Candidate]:
+        """Candidates for `rows`: immutables cosine, and the Jaccard and containment of the input's `words`."""
+        inter = self._word_overlap(rows, words).tolist()
+        lens = (self.w_indptr[rows + 1] - self.w_indptr[rows]).tolist()
+        n = len(words)
+        return [Candidate(row, float(cos[row]), i / (n + ln - i) if n + ln - i else 0.0, i / n if n else 0.0, p)
+                for row, i, ln, p in zip(rows.tolist(), inter, lens, passages or [None] * len(rows))]
 
     def fetch(self, rows: list[int]) -> list[tuple[str, str | None, str, list | None]]:
         """(id, title, text, sentence spans) of index rows."""
@@ -663,20 +677,21 @@ def _batches(it: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def fingerprint_input(path: str) -> str | None:
-    """A cheap fingerprint (names, sizes, mtimes) of a reference input, or None for stdin/missing."""
-    from inference.inputs import ARTICLE_EXTS, STDIN
-
+def fingerprint_input(path: str, max_bytes: int) -> str | None:
+    """A cheap fingerprint (names, sizes, mtimes of the files `iter_records` reads, and `max_bytes`, which
+    decides which records are accepted) of a reference input, or None for stdin/missing."""
     if path == STDIN or not os.path.exists(path):
         return None
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"{max_bytes}\n".encode())
     if os.path.isdir(path):
         for dirpath, dirnames, filenames in os.walk(path):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
-                if os.path.splitext(fn)[1].lower() in ARTICLE_EXTS:
-                    st = os.stat(os.path.join(dirpath, fn))
-                    h.update(f"{os.path.relpath(os.path.join(dirpath, fn), path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                full = os.path.join(dirpath, fn)
+                # The files inputs._iter_directory reads (not a dangling link, FIFO or dot-file).
+                if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in ARTICLE_EXTS and os.path.isfile(full):
+                    st = os.stat(full)
+                    h.update(f"{os.path.relpath(full, path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     else:
         st = os.stat(path)
         h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())

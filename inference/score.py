@@ -14,7 +14,7 @@ import sys
 import time
 
 from inference import settings
-from inference.inputs import Record, iter_records, read_ids
+from inference.inputs import Record, iter_records, read_ids, text_error
 from inference.outputs import open_writer
 
 
@@ -35,8 +35,28 @@ def score_one(det, r: Record) -> dict:
         return det.error_record(r.id, f"scoring failed: {type(e).__name__}: {e}")
 
 
+def score_items(det, items: list[tuple[str, object]], max_text_bytes: int) -> list[dict]:
+    """Score records for (id, text) pairs, in order; an odd text gets a record with `error` set
+    (the service's and the worker's entry point)."""
+    batch = []
+    for rid, text in items:
+        error = text_error(text, max_text_bytes)
+        batch.append(Record(id=rid, text=None if error else text, error=error))
+    return score_batch(det, batch)
+
+
+def load_detector(cfg: settings.InferenceConfig):
+    """The model of the inference section, quantized and with its threshold override as configured."""
+    from inference.detector import Detector
+
+    det = Detector.load(cfg.model, quantize=cfg.quantize)
+    if cfg.threshold is not None:
+        det.threshold = float(cfg.threshold)
+    return det
+
+
 def run(inputs: list[str], output: str, model: str, threshold: float | None = None, resume: bool = False,
-        batch_size: int = 32, max_bytes: int = 1_000_000, progress: bool = True, quantize: bool = False) -> dict:
+        batch_size: int = 32, max_bytes: int = 1_000_000, progress: bool = True, quantize: bool | None = None) -> dict:
     """Score `inputs` into `output`; returns the summary figures."""
     from tqdm import tqdm
 
@@ -77,25 +97,23 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("inputs", nargs="+", metavar="INPUT")
     ap.add_argument("--output", "-o", required=True, metavar="OUT")
-    ap.add_argument("--model", help="MLflow model URI or local directory (default from configs/inference.yaml)")
-    ap.add_argument("--baseline", action="store_true", help="use the fast baseline model")
-    ap.add_argument("--threshold", type=float, help="override the shipped threshold")
+    settings.add_common_args(ap, "inference config (default configs/inference.yaml)")
+    ap.add_argument("--baseline", action="store_true", help="use the fast baseline model (`baseline_model`)")
+    ap.add_argument("--threshold", type=float, help="override the shipped threshold (default `threshold`)")
     ap.add_argument("--resume", action="store_true", help="skip ids already in OUT and append")
-    ap.add_argument("--config", help="inference config (default configs/inference.yaml)")
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
-                    help="int8 encoder weights (default from the config)")
+                    help="int8 (or --no-quantize: full-precision) encoder weights; default: as the model was calibrated")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         ap.error("--threshold must be between 0 and 1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///mlflow.db"
     try:
-        cfg = settings.load(args.config)
+        cfg = settings.load(args.config, settings.overrides(args))
+        settings.process_defaults(cfg)
         model = args.model or (cfg.baseline_model if args.baseline else cfg.model)
-        summary = run(args.inputs, args.output, model, args.threshold, args.resume, args.batch_size or cfg.batch_size,
+        threshold = cfg.threshold if args.threshold is None else args.threshold
+        summary = run(args.inputs, args.output, model, threshold, args.resume, args.batch_size or cfg.batch_size,
                       cfg.max_bytes, progress=not args.quiet,
                       quantize=cfg.quantize if args.quantize is None else args.quantize)
     except Exception as e:  # noqa: BLE001 - the command cannot run: say why, exit non-zero

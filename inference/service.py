@@ -13,8 +13,9 @@ A request that is not what the API takes gets a 4xx whose `detail` says what is 
 binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
 once per process, in the background; scoring runs on one thread off the event loop (requests that
 queue up meanwhile are scored together in its next model call), bounded by `request_timeout_s`
-(504). SIGTERM stops accepting connections and lets in-flight requests finish (exit status 0).
-Settings: configs/service.yaml (`http:` and the top-level model keys).
+(504); more than `max_waiting_texts` texts waiting get 503 with Retry-After. SIGTERM stops accepting
+connections and lets in-flight requests finish (exit status 0).
+Settings: configs/service.yaml (`http:` and the top-level keys) and the inference section, configs/inference.yaml.
 """
 import argparse
 import asyncio
@@ -36,10 +37,9 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 
-from inference import service_settings
-from inference.inputs import Record, text_error
-from inference.score import score_batch
-from inference.service_settings import ServiceConfig
+from inference import settings
+from inference.score import load_detector, score_items
+from inference.settings import ServiceConfig
 
 log = logging.getLogger("unspin.service")
 CONFIG_ENV, OVERRIDES_ENV = "UNSPIN_SERVICE_CONFIG", "UNSPIN_SERVICE_SET"
@@ -119,37 +119,6 @@ def request_models(max_id_chars: int, max_batch_items: int):
     return ScoreRequest, BatchRequest
 
 
-# ---- scoring, shared with the queue worker ----------------------------------------------------
-
-def process_defaults(cfg: ServiceConfig) -> None:
-    """Environment of a service or worker process: offline model hub, torch threads, MLflow store."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("UNSPIN_THREADS", str(cfg.threads))
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///mlflow.db"
-
-
-def load_detector(cfg: ServiceConfig):
-    """The configured model, with the threshold override applied."""
-    from inference.detector import Detector
-
-    det = Detector.load(cfg.model, quantize=True) if cfg.quantize else Detector.load(cfg.model)
-    if cfg.threshold is not None:
-        det.threshold = float(cfg.threshold)
-    return det
-
-
-def score_items(det, items: list[tuple[str, object]], max_text_bytes: int) -> list[dict]:
-    """Score records for (id, text) pairs, in order; an odd text gets a record with `error` set."""
-    batch = []
-    for rid, text in items:
-        error = text_error(text, max_text_bytes)
-        batch.append(Record(id=rid, text=None if error else text, error=error))
-    return score_batch(det, batch)
-
-
 # ---- the app ----------------------------------------------------------------------------------
 
 class State:
@@ -163,21 +132,22 @@ class State:
         self.executor: ThreadPoolExecutor | None = None
         self.queue: asyncio.Queue | None = None
         self.in_flight = 0  # scoring requests running or waiting for the scoring thread
+        self.waiting_texts = 0  # their texts: bounded by max_waiting_texts
         self.model_calls = 0  # calls of the scoring thread (each scores one or more requests)
 
     async def load(self, on_failure=None) -> None:
         t0 = time.time()
         try:
-            det = await asyncio.get_running_loop().run_in_executor(self.executor, load_detector, self.cfg)
+            det = await asyncio.get_running_loop().run_in_executor(self.executor, load_detector, self.cfg.inference)
         except Exception as e:  # noqa: BLE001 - reported by /readyz and the log
             self.load_error = f"{type(e).__name__}: {e}"
-            log.error("model %s failed to load: %s", self.cfg.model, self.load_error)
+            log.error("model %s failed to load: %s", self.cfg.inference.model, self.load_error)
             if on_failure is not None:
                 on_failure()
             return
         self.detector = det
         log.info("model %s v%s loaded from %s in %.1f s (threshold %.3f)", det.model_info["name"],
-                 det.model_info["version"], self.cfg.model, time.time() - t0, det.threshold)
+                 det.model_info["version"], self.cfg.inference.model, time.time() - t0, det.threshold)
 
     def ready_detector(self):
         if self.detector is None:
@@ -221,10 +191,16 @@ class State:
 
     async def score(self, items: list[tuple[str, str]]) -> list[dict]:
         self.ready_detector()
-        timeout = self.cfg.http.request_timeout_s
+        timeout, limit = self.cfg.http.request_timeout_s, self.cfg.http.max_waiting_texts
+        # Shed load rather than queue without bound: past this, requests would only wait to time out,
+        # and the scoring thread would spend itself on requests whose callers had given up.
+        if self.waiting_texts + len(items) > limit:
+            raise HTTPException(503, f"server busy: {self.waiting_texts} texts are waiting to be scored "
+                                     f"(max_waiting_texts={limit}); retry later", headers={"Retry-After": "5"})
         fut = asyncio.get_running_loop().create_future()
         self.queue.put_nowait((items, fut))
         self.in_flight += 1
+        self.waiting_texts += len(items)
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
@@ -232,6 +208,7 @@ class State:
                                      f"(server busy, or the texts are too long): retry later or send less") from None
         finally:
             self.in_flight -= 1
+            self.waiting_texts -= len(items)
 
 
 def _where(loc) -> str:
@@ -293,14 +270,14 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def create_app(settings: ServiceConfig | None = None, detector=None, on_load_failure=None) -> FastAPI:
-    """The service app. `detector`: use this loaded Detector instead of loading `settings.model`;
+def create_app(config: ServiceConfig | None = None, detector=None, on_load_failure=None) -> FastAPI:
+    """The service app. `detector`: use this loaded Detector instead of loading `config.inference.model`;
     `on_load_failure`: called (on the event loop) when the model cannot be loaded."""
-    cfg = settings or service_settings.load()
+    cfg = config or settings.load_service()
     http = cfg.http
-    key = service_settings.api_key(http)
+    key = settings.api_key(http)
     state = State(cfg, detector)
-    ScoreRequest, BatchRequest = request_models(http.max_id_chars, http.max_batch_items)
+    ScoreRequest, BatchRequest = request_models(cfg.max_id_chars, http.max_batch_items)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -358,7 +335,7 @@ def create_app(settings: ServiceConfig | None = None, detector=None, on_load_fai
              responses={c: {"model": Problem} for c in (401, 503)}, summary="The loaded model")
     async def model():
         det = state.ready_detector()
-        return {**det.model_info, "threshold": det.threshold, "uri": cfg.model}
+        return {**det.model_info, "threshold": det.threshold, "uri": cfg.inference.model}
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz():
@@ -399,39 +376,31 @@ def create_app(settings: ServiceConfig | None = None, detector=None, on_load_fai
 def app_from_env() -> FastAPI:
     """uvicorn factory for multi-process serving: settings from $UNSPIN_SERVICE_CONFIG/$UNSPIN_SERVICE_SET."""
     overrides = json.loads(os.environ.get(OVERRIDES_ENV) or "[]")
-    cfg = service_settings.load(os.environ.get(CONFIG_ENV) or None, overrides)
-    logging.basicConfig(level=cfg.http.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    process_defaults(cfg)
+    cfg = settings.load_service(os.environ.get(CONFIG_ENV) or None, overrides)
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.process_defaults(cfg.inference)
     return create_app(cfg)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="unspin HTTP scoring service (FastAPI under uvicorn)")
-    ap.add_argument("--config", help="service config (default configs/service.yaml)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config value, e.g. --set http.port=8080 (repeatable)")
-    ap.add_argument("--model", help="model URI or directory (overrides `model`)")
-    ap.add_argument("--host")
-    ap.add_argument("--port", type=int)
+    settings.add_common_args(ap, "service config (default configs/service.yaml; the model and how it runs: "
+                                 "configs/inference.yaml)")
+    ap.add_argument("--host", help="overrides http.host")
+    ap.add_argument("--port", type=int, help="overrides http.port")
     args = ap.parse_args(argv)
-    overrides = list(args.set)
-    if args.model:
-        overrides.append(f"model={json.dumps(args.model)}")
-    if args.host:
-        overrides.append(f"http.host={json.dumps(args.host)}")
-    if args.port is not None:
-        overrides.append(f"http.port={args.port}")
+    overrides = settings.overrides(args)
     try:
-        cfg = service_settings.load(args.config, overrides)
-        service_settings.api_key(cfg.http)
+        cfg = settings.load_service(args.config, overrides)
+        settings.api_key(cfg.http)
     except Exception as e:  # noqa: BLE001 - cannot start: say why
         print(f"error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.http.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    process_defaults(cfg)
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.process_defaults(cfg.inference)
     import uvicorn
 
-    common = {"host": cfg.http.host, "port": cfg.http.port, "log_level": cfg.http.log_level,
+    common = {"host": cfg.http.host, "port": cfg.http.port, "log_level": cfg.log_level.lower(),
               "timeout_graceful_shutdown": cfg.http.drain_timeout_s}
     # Before uvicorn takes the signals over, and once it has drained and re-raised the one it got:
     # a clean exit (status 0).

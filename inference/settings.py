@@ -1,24 +1,211 @@
-"""Inference settings (configs/inference.yaml), shared by the batch command, service and worker."""
+"""Settings of the batch command, the HTTP service and the queue worker.
+
+- The inference section, configs/inference.yaml (`load`): which model scores and how (model, threshold,
+  threads, quantize...). One file, shared by all three, so they cannot drift apart.
+- What only the service and the worker add, configs/service.yaml (`load_service`): text and id limits,
+  log level, `http:` and `worker:`.
+
+Read through `data.config`, so an unknown or mistyped key is an error that names it, and every value of
+either file can be overridden per run (`--set quantize=true`, `--set http.port=8080`).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from data import config as cfglib
 
-DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "inference.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT = CONFIGS / "inference.yaml"
+SERVICE_DEFAULT = CONFIGS / "service.yaml"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 @dataclass
 class InferenceConfig:
     model: str = "models:/unspin@champion"
     baseline_model: str = "models:/unspin-baseline@champion"
-    batch_size: int = 32
-    max_bytes: int = 1_000_000
-    threads: int = 2
-    quantize: bool = False  # dynamic int8 encoder weights: faster on CPU (figures in README, `make bench`)
+    threshold: float | None = None  # None: the model's shipped threshold
+    batch_size: int = 32  # batch command: articles scored together
+    max_bytes: int = 1_000_000  # batch command: a larger file or text gets an error record
+    threads: int = 2  # torch intra-op threads per process (UNSPIN_THREADS wins when set)
+    quantize: bool | None = None  # int8/full-precision encoder; None: as the model was calibrated (README: speed)
+
+
+@dataclass
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    max_body_bytes: int = 2_000_000
+    request_timeout_s: float = 30.0
+    max_batch_items: int = 64
+    score_batch_texts: int = 16
+    max_waiting_texts: int = 128
+    api_key: str | None = None
+    api_key_env: str | None = None
+    api_key_header: str = "X-API-Key"
+    drain_timeout_s: float = 30.0
+
+
+@dataclass
+class WorkerConfig:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    articles_stream: str = "unspin:articles"
+    verdicts_stream: str = "unspin:verdicts"
+    review_stream: str = "unspin:review"
+    dead_stream: str = "unspin:dead"
+    seen_key: str = "unspin:verdicts:ids"
+    group: str = "unspin-scorers"
+    group_start_id: str = "0"
+    consumer: str | None = None
+    batch_size: int = 16
+    block_ms: int = 2000
+    claim_idle_ms: int = 60_000
+    claim_interval_ms: int = 5000
+    max_attempts: int = 3
+    prune_idle_ms: int = 86_400_000
+    log_every_s: float = 30.0
+
+
+@dataclass
+class ServiceConfig:
+    """configs/service.yaml; `inference` is filled from configs/inference.yaml, never from this file."""
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    max_text_bytes: int = 200_000
+    max_id_chars: int = 512
+    log_level: str = "info"
+    http: HttpConfig = field(default_factory=HttpConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+
+
+INFERENCE_KEYS = {f.name for f in fields(InferenceConfig)}
+
+
+def _raw(path: str | Path | None, default: Path, overrides: list[str] | None) -> tuple[dict, Path]:
+    """The file's mapping with `overrides` applied ({} when the default file is absent), and the file."""
+    path = Path(path) if path else default
+    raw = cfglib.read_yaml(path) if path != default or path.exists() else {}
+    return cfglib.apply_overrides(raw, overrides or []), path
+
+
+def _build(cls, raw: dict, path: Path):
+    try:
+        return cfglib.build(cls, raw, path.name)
+    except cfglib.ConfigError as e:
+        raise cfglib.ConfigError(f"{e} [in {path}]") from None
+
+
+def _at_least_1(where: str, values: dict) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise cfglib.ConfigError(f"{where}.{key}: must be at least 1, got {value}")
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> InferenceConfig:
-    path = Path(path) if path else DEFAULT
-    return cfglib.load(path, InferenceConfig, overrides) if path.exists() else InferenceConfig()
+    """The inference section: configs/inference.yaml (or `path`) with `overrides` ("quantize=true")."""
+    raw, path = _raw(path, DEFAULT, overrides)
+    cfg = _build(InferenceConfig, raw, path)
+    if cfg.threshold is not None and not 0 <= cfg.threshold <= 1:
+        raise cfglib.ConfigError(f"{path.name}.threshold: must be between 0 and 1, got {cfg.threshold}")
+    _at_least_1(path.name, {"batch_size": cfg.batch_size, "max_bytes": cfg.max_bytes, "threads": cfg.threads})
+    return cfg
+
+
+def load_service(path: str | Path | None = None, overrides: list[str] | None = None) -> ServiceConfig:
+    """configs/service.yaml (or `path`) and the inference section. An override goes to the file its first
+    key belongs to: "model=..." (or "inference.model=...") to inference.yaml, "http.port=8080" to service.yaml."""
+    shared, own = [], []
+    for item in overrides or []:
+        item = item.removeprefix("inference.")
+        (shared if item.split("=", 1)[0].split(".", 1)[0] in INFERENCE_KEYS else own).append(item)
+    raw, path = _raw(path, SERVICE_DEFAULT, own)
+    for key in raw:
+        if key in INFERENCE_KEYS | {"inference"}:
+            raise cfglib.ConfigError(f"{path.name}.{key}: belongs in configs/inference.yaml, the inference section "
+                                     f"the batch command, service and worker share (or --set {key}=...) [in {path}]")
+    cfg = _build(ServiceConfig, raw, path)
+    cfg.inference = load(None, shared)
+    return _validate_service(cfg, path.name)
+
+
+def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
+    """Value checks the type checks of the loader cannot express."""
+    def bad(key, why):
+        raise cfglib.ConfigError(f"{where}.{key}: {why}")
+
+    http, w = cfg.http, cfg.worker
+    _at_least_1(where, {
+        "max_text_bytes": cfg.max_text_bytes, "max_id_chars": cfg.max_id_chars, "http.workers": http.workers,
+        "http.max_body_bytes": http.max_body_bytes, "http.max_batch_items": http.max_batch_items,
+        "http.score_batch_texts": http.score_batch_texts, "http.max_waiting_texts": http.max_waiting_texts,
+        "worker.batch_size": w.batch_size, "worker.block_ms": w.block_ms, "worker.claim_idle_ms": w.claim_idle_ms,
+        "worker.claim_interval_ms": w.claim_interval_ms, "worker.max_attempts": w.max_attempts,
+        "worker.prune_idle_ms": w.prune_idle_ms})
+    if cfg.log_level.lower() not in LOG_LEVELS:
+        bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {cfg.log_level!r}")
+    if http.max_waiting_texts < http.max_batch_items:
+        bad("http.max_waiting_texts", f"must be at least http.max_batch_items ({http.max_batch_items}), "
+                                      f"else a full batch could never be taken")
+    if not 0 < http.port < 65536:
+        bad("http.port", f"must be 1..65535, got {http.port}")
+    for key, value in [("http.request_timeout_s", http.request_timeout_s),
+                       ("http.drain_timeout_s", http.drain_timeout_s)]:
+        if value <= 0:
+            bad(key, f"must be positive, got {value}")
+    if not http.api_key_header.strip():
+        bad("http.api_key_header", "must be a header name")
+    streams = [w.articles_stream, w.verdicts_stream, w.review_stream, w.dead_stream, w.seen_key]
+    if len(set(streams)) != len(streams):
+        bad("worker", f"stream and key names must all differ: {streams}")
+    return cfg
+
+
+def api_key(cfg: HttpConfig) -> str | None:
+    """The key clients must send, or None. `api_key_env` names a variable that must then be set."""
+    if cfg.api_key_env:
+        value = os.environ.get(cfg.api_key_env, "")
+        if not value.strip():
+            raise cfglib.ConfigError(f"service.yaml.http.api_key_env: environment variable {cfg.api_key_env} "
+                                     f"is not set or empty (unset api_key_env to run without a key)")
+        return value.strip()
+    if cfg.api_key is not None and not cfg.api_key.strip():
+        raise cfglib.ConfigError("service.yaml.http.api_key: empty key (use null for no key)")
+    return cfg.api_key
+
+
+def process_defaults(cfg: InferenceConfig) -> None:
+    """Environment of a scoring process, set before the model loads: offline model hub, torch threads,
+    MLflow store (the environment wins where it is already set)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("UNSPIN_THREADS", str(cfg.threads))
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///mlflow.db"
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+# Flags that are shorthand for an override (argparse dest -> config key); a command adds the ones it takes.
+SHORTHANDS = {"model": "model", "host": "http.host", "port": "http.port", "redis_url": "worker.redis_url",
+              "consumer": "worker.consumer"}
+
+
+def add_common_args(parser, config_help: str) -> None:
+    """--config, --set and --model, as every command reading these settings takes them."""
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set quantize=true (repeatable)")
+    parser.add_argument("--model", help="model URI (models:/unspin@champion, runs:/...) or directory (overrides `model`)")
+
+
+def overrides(args) -> list[str]:
+    """The --set values, then the shorthand flags given (--model, --port...), as KEY=VALUE overrides."""
+    out = list(args.set)
+    for dest, key in SHORTHANDS.items():
+        if getattr(args, dest, None) is not None:
+            out.append(f"{key}={json.dumps(getattr(args, dest))}")
+    return out

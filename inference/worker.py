@@ -8,14 +8,15 @@ of consumer group `group`, and for each article writes its score record to `verd
     `seen_key`: id -> verdict entry id) is acknowledged without a second one;
   - nothing is lost when a worker dies: its pending messages are claimed by live workers once idle
     for `claim_idle_ms` (XAUTOCLAIM; a restarted worker with the same consumer name reads its own
-    pending messages first). A redelivered message is scored on its own, so one poison message
-    cannot take its batch down with it;
+    pending messages first). A live worker keeps the batch it is scoring from looking idle, however
+    long that takes. A redelivered message is scored on its own, so one poison message cannot take
+    its batch down with it;
   - a message that cannot be parsed (no id, no text, bad JSON, not UTF-8 id), or that has been
     delivered more than `max_attempts` times, goes to `dead_stream` with its error, and is acknowledged;
   - an odd text (empty, too long, binary, not UTF-8) is not a bad message: it gets a verdict whose
     record has `error` set, as everywhere in unspin;
   - SIGTERM/SIGINT: the batch in hand is finished and acknowledged, then the worker exits 0.
-Settings: configs/service.yaml (`worker:` and the top-level model keys).
+Settings: configs/service.yaml (`worker:` and the top-level keys) and the inference section, configs/inference.yaml.
 """
 from __future__ import annotations
 
@@ -28,13 +29,14 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import redis
 
-from inference import service_settings
+from inference import settings
 from inference.inputs import _clean_id
-from inference.service_settings import ServiceConfig
+from inference.settings import ServiceConfig
 
 log = logging.getLogger("unspin.worker")
 
@@ -71,7 +73,23 @@ if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then retu
 return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 """
 
+# Reset the idle time of messages still pending on this consumer, without counting a delivery (JUSTID):
+# the heartbeat of a batch being scored. One claimed by another consumer meanwhile is left to it.
+# KEYS: articles. ARGV: group, consumer, message ids... Returns how many were refreshed.
+KEEP_PENDING = """
+local kept = 0
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p > 0 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    kept = kept + 1
+  end
+end
+return kept
+"""
+
 MAX_DEAD_FIELD_CHARS = 4096
+MAX_LAST_ERRORS = 10_000
 
 
 class BadMessage(ValueError):
@@ -186,6 +204,7 @@ class Worker:
         self.write_verdict = self.redis.register_script(WRITE_VERDICT)
         self.write_dead = self.redis.register_script(WRITE_DEAD)
         self.drop_consumer = self.redis.register_script(DROP_CONSUMER)
+        self.keep_pending = self.redis.register_script(KEEP_PENDING)
         self.counts = Counts()
         self.last_errors: dict[str, str] = {}  # message id -> error of a failed attempt in this process
         self.claim_cursor = "0-0"
@@ -278,9 +297,11 @@ class Worker:
             log.exception("batch of %d messages failed (left pending for redelivery): %s", len(messages), err)
             for m in messages:
                 self.last_errors[m.message_id] = err
+            while len(self.last_errors) > MAX_LAST_ERRORS:  # messages finished elsewhere are never popped here
+                del self.last_errors[next(iter(self.last_errors))]
 
     def _score_and_write(self, messages: list[Message]) -> None:
-        from inference.service import score_items
+        from inference.score import score_items
 
         articles: list[Article] = []
         dead: list[tuple[Message, str | None, str]] = []
@@ -292,14 +313,14 @@ class Worker:
                 why = self.last_errors.get(m.message_id) or "its consumer died or failed while scoring it"
                 aid = None
                 try:
-                    aid = parse_message(m, self.cfg.http.max_id_chars).id
+                    aid = parse_message(m, self.cfg.max_id_chars).id
                 except BadMessage:
                     pass
                 dead.append((m, aid, (f"gave up after {m.deliveries} deliveries (max_attempts "
                                      f"{self.w.max_attempts}): {why}")))
                 continue
             try:
-                articles.append(parse_message(m, self.cfg.http.max_id_chars))
+                articles.append(parse_message(m, self.cfg.max_id_chars))
             except BadMessage as e:
                 dead.append((m, e.article_id, str(e)))
         self._dead_letter(dead)
@@ -313,7 +334,8 @@ class Worker:
             self.counts.duplicates += len(done)
         if not todo:
             return
-        records = score_items(self.detector, [(a.id, a.text) for a in todo], self.cfg.max_text_bytes)
+        with self.holding([a.message for a in todo]):
+            records = score_items(self.detector, [(a.id, a.text) for a in todo], self.cfg.max_text_bytes)
         for a, rec in zip(todo, records):
             if a.error:  # known before scoring (undecodable text bytes)
                 rec.update(score=None, label=None, sentences=[], spans=[], error=a.error)
@@ -333,6 +355,29 @@ class Worker:
                 self.counts.duplicates += 1
             else:
                 self.counts.stale += 1
+
+    @contextmanager
+    def holding(self, messages: list[Message]):
+        """While `messages` are being scored, refresh their idle time every claim_idle_ms / 3. A batch
+        scoring longer than claim_idle_ms would otherwise be claimed by live workers as if this one had
+        died: scored again, and dead-lettered without a verdict once claimed past max_attempts."""
+        done = threading.Event()
+        ids = [m.message_id for m in messages]
+
+        def beat():
+            while not done.wait(max(self.w.claim_idle_ms / 3, 10) / 1000):
+                try:
+                    self.keep_pending(keys=[self.w.articles_stream], args=[self.w.group, self.consumer, *ids])
+                except redis.RedisError as e:  # the batch's own writes will meet the outage
+                    log.warning("could not refresh the %d messages in hand: %s", len(ids), e)
+
+        beater = threading.Thread(target=beat, name="unspin-keep-pending", daemon=True)
+        beater.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beater.join()
 
     def _dead_letter(self, dead: list[tuple[Message, str | None, str]]) -> None:
         if not dead:
@@ -408,24 +453,17 @@ def _plain(value):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="unspin queue worker: score articles from a Redis stream")
-    ap.add_argument("--config", help="service config (default configs/service.yaml)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config value, e.g. --set worker.batch_size=32 (repeatable)")
-    ap.add_argument("--model", help="model URI or directory (overrides `model`)")
+    settings.add_common_args(ap, "service config (default configs/service.yaml; the model and how it runs: "
+                                 "configs/inference.yaml)")
     ap.add_argument("--redis-url", help="overrides worker.redis_url")
-    ap.add_argument("--consumer", help="consumer name (default worker.consumer, else <hostname>-<pid>)")
+    ap.add_argument("--consumer", help="overrides worker.consumer (default <hostname>-<pid>)")
     args = ap.parse_args(argv)
-    overrides = list(args.set)
-    if args.model:
-        overrides.append(f"model={json.dumps(args.model)}")
-    if args.redis_url:
-        overrides.append(f"worker.redis_url={json.dumps(args.redis_url)}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = service_settings.load(args.config, overrides)
+        cfg = settings.load_service(args.config, settings.overrides(args))
     except Exception as e:  # noqa: BLE001
         print(f"error: {e}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -435,18 +473,18 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    from inference.service import load_detector, process_defaults
+    from inference.score import load_detector
 
-    process_defaults(cfg)
+    settings.process_defaults(cfg.inference)
     t0 = time.time()
     try:
-        det = load_detector(cfg)
+        det = load_detector(cfg.inference)
     except Exception as e:  # noqa: BLE001 - the worker cannot run: say why
-        print(f"error: model {cfg.model} cannot be loaded: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"error: model {cfg.inference.model} cannot be loaded: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     log.info("model %s v%s loaded in %.1f s (threshold %.3f)", det.model_info["name"], det.model_info["version"],
              time.time() - t0, det.threshold)
-    Worker(cfg, det, consumer=args.consumer).run(stop)
+    Worker(cfg, det).run(stop)
     return 0
 
 

@@ -62,3 +62,40 @@ def test_detector_round_trips_through_a_directory(detector, tmp_path):
     text = "Officials expect the agreement to open the border to commerce and to reinforce financial strengthen."
     again = Detector.load(detector.save(tmp_path / "det"))
     assert again.score(text) == detector.score(text)
+
+
+def test_shipped_model_scores_at_its_calibrated_precision_and_saves_full_weights(detector, tmp_path):
+    import torch
+
+    from inference import Detector
+
+    assert detector.meta["tagger"]["quantize"] and detector.tagger.quantized  # smoke config: int8
+    full = Detector.load(detector.save(tmp_path / "det"), quantize=False)
+    assert not full.tagger.quantized and isinstance(full.tagger.model.classifier, torch.nn.Linear)
+    text = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
+    a, b = detector.score(text)["score"], full.score(text)["score"]
+    assert a != b and abs(a - b) < 0.1  # same weights, two precisions
+
+
+def test_hashed_ngrams_are_stable_across_processes_and_batches(tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from inference.ngrams import HashedTfidf
+
+    texts = ["The minister said talks would resume.", "Shares fell 3% on Monday.", "The minister said so."]
+    f = HashedTfidf(bits=16, min_df=1).fit(texts)
+    together = f.transform(texts).toarray()
+    alone = np.vstack([f.transform([t]).toarray() for t in texts])
+    assert np.allclose(together, alone)  # no n-gram straddles two texts
+    assert np.allclose(np.linalg.norm(together[:, :1 << 15], axis=1), 1)  # word block L2-normalised
+    assert HashedTfidf(bits=16, min_df=2).fit(texts).transform(texts[1:2]).nnz < f.transform(texts[1:2]).nnz
+    (tmp_path / "f.pkl").write_bytes(pickle.dumps(f))
+    code = (f"import pickle,sys; f=pickle.load(open({str(tmp_path / 'f.pkl')!r},'rb'));"
+            f"sys.stdout.write(repr(f.transform({texts!r}).sum(axis=0).nonzero()[1].tolist()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONHASHSEED": "7", "PYTHONPATH": str(ROOT)}).stdout
+    assert eval(out) == together.sum(axis=0).nonzero()[0].tolist()

@@ -2,6 +2,7 @@
 the same-story-own-words hard negative, the appendable index and the batch command."""
 import csv
 import json
+import os
 import shutil
 import sqlite3
 
@@ -464,3 +465,62 @@ def test_command_cannot_run_exits_non_zero(tmp_path, capsys):
     assert match.main(["--references", str(tmp_path), "--set", "align.bogus=1", "--index", str(tmp_path / "i")]) == 2
     assert "align.bogus" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "idx", ignore_errors=True)
+
+
+# --- regressions ---------------------------------------------------------------------------------
+
+def test_failed_add_leaves_no_features_behind(tmp_path):
+    """A batch whose insert fails is rolled back (its row numbers are reused): its features must not join
+    a segment, or the next reference stored at that row would be found for the failed one's text."""
+    arts = [x for _, x in ARTICLES.values()]
+    ri = ReferenceIndex(tmp_path / "idx")
+    with pytest.raises(UnicodeEncodeError):  # SQLite cannot store a lone surrogate; the features could be taken
+        ri.add([match.Record(id="x", text=arts[0]), match.Record(id="bad", text=arts[1] + " \ud800")])
+    assert len(ri) == 0
+    assert ri.add([match.Record(id="c", text=arts[2]), match.Record(id="x", text=arts[0])])["added"] == 2
+    ri.close()
+    ri = ReferenceIndex(tmp_path / "idx")
+    assert len(ri) == 2
+    for rid, text in [("x", arts[0]), ("c", arts[2])]:
+        found = ri.search(ri.featurizer.query_features(analyze(text)), candidates=1)
+        assert ri.fetch([found[0].row])[0][0] == rid and found[0].words == 1.0
+    ri.close()
+
+
+def test_add_texts_checks_texts_as_inputs_are_checked(tmp_path):
+    with match.Matcher(match.load_config(ROOT / "configs/match.yaml", ["index.workers=1"]), tmp_path / "i") as m:
+        counts = m.add_texts([("empty", "  "), ("bad", "caf\udce9"), ("ok", ARTICLES["wire-film"][1])])
+        assert counts == {"added": 1, "errors:empty text": 1, "errors:not UTF-8 text": 1} and len(m) == 1
+
+
+def test_alignment_does_not_depend_on_the_hash_seed(tmp_path):
+    """Two reference sentences share as many words with the input sentence: the same one is chosen in
+    every process (set iteration order, hence Counter order, changes with PYTHONHASHSEED)."""
+    import subprocess
+    import sys
+
+    code = ("from inference.align import AlignConfig, align, analyze\n"
+            "ref = 'Farmers harvest apples early. Bakers sell bread late.'\n"
+            "print([(p.q, p.r) for p in align(analyze('Farmers harvest bread late.', False), analyze(ref, False),"
+            " AlignConfig())])")
+    got = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
+    assert got == {"[(0, 0)]\n"}
+
+
+def test_reference_directory_with_a_dangling_link_and_a_raised_size_limit(tmp_path, capsys):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for k in ("wire-film", "wire-homes"):
+        (refs / f"{k}.txt").write_text(ARTICLES[k][1])
+    (refs / "gone.txt").symlink_to(tmp_path / "nowhere.txt")  # skipped by the reader: must not sink the run
+    big = ARTICLES["wire-rates"][1] + "\n\n" + ARTICLES["wire-flood"][1]
+    (refs / "big.txt").write_text(big)
+    argv = ["--references", str(refs), "--index", str(tmp_path / "idx"), "--quiet"]
+    assert match.main(argv + ["--set", f"max_bytes={len(big) - 1}"]) == 0
+    assert "2 added, 0 already indexed, 1 bad records" in capsys.readouterr().err
+    # The same directory with a limit that now admits big.txt is read again, not skipped as unchanged.
+    assert match.main(argv + ["--set", f"max_bytes={len(big)}"]) == 0
+    assert "1 added, 2 already indexed, 0 bad records, 0 unchanged inputs skipped" in capsys.readouterr().err
+    assert match.main(argv + ["--set", f"max_bytes={len(big)}"]) == 0
+    assert "1 unchanged inputs skipped; 3 indexed" in capsys.readouterr().err

@@ -134,3 +134,6 @@ def test_cli_stdin_to_stdout_threshold_override_and_exit_status(smoke_run, tmp_p
                           "--model", str(tmp_path / "no-such-model")], input="", capture_output=True, text=True,
                          cwd=ROOT, env=env)
     assert bad.returncode == 2 and "no-such-model" in bad.stderr
+    typo = subprocess.run([sys.executable, "-m", "inference.score", "-", "--output", "-", "--set", "thresold=0"],
+                          input="", capture_output=True, text=True, cwd=ROOT, env=env)
+    assert typo.returncode == 2 and "inference.yaml.thresold: unknown key" in typo.stderr

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from inference import service_settings
+from inference import settings
 from tests.conftest import PARAGRAPHS
 from tests.servers import Server, child_env, free_port, start_service
 
@@ -40,7 +40,8 @@ def service(smoke_run, tmp_path_factory):
     log = tmp_path_factory.mktemp("service") / "service.log"
     env = child_env(UNSPIN_TEST_API_KEY=KEY)
     server, url = start_service(log, f"http.max_batch_items={MAX_ITEMS}", f"http.max_body_bytes={MAX_BODY}",
-                                f"max_text_bytes={MAX_TEXT}", "http.api_key_env=UNSPIN_TEST_API_KEY", env=env)
+                                f"max_text_bytes={MAX_TEXT}", f"http.max_waiting_texts={2 * MAX_ITEMS}",
+                                "http.api_key_env=UNSPIN_TEST_API_KEY", env=env)
     try:
         yield server, url
     finally:
@@ -329,7 +330,7 @@ def test_requests_queued_meanwhile_share_a_model_call_and_get_their_own_records(
 # ---- in-process: readiness, timeout, no key ---------------------------------------------------------
 
 def _cfg(*overrides):
-    return service_settings.load(None, list(overrides))
+    return settings.load_service(None, list(overrides))
 
 
 def test_not_ready_until_loaded_and_load_failure_is_reported(tmp_path):
@@ -367,12 +368,32 @@ def test_settings_errors_name_the_key(tmp_path):
 
     with pytest.raises(ConfigError, match=r"http\.prot"):
         _cfg("http.prot=8000")
-    with pytest.raises(ConfigError, match="threshold"):
+    with pytest.raises(ConfigError, match=r"inference\.yaml\.threshold: must be between 0 and 1"):
         _cfg("threshold=1.5")
+    with pytest.raises(ConfigError, match=r"service\.yaml\.log_level"):
+        _cfg("log_level=trace")
     with pytest.raises(ConfigError, match="UNSPIN_NO_SUCH_VAR"):
-        service_settings.api_key(_cfg("http.api_key_env=UNSPIN_NO_SUCH_VAR").http)
-    assert service_settings.api_key(_cfg("http.api_key=abc").http) == "abc"
-    assert service_settings.api_key(_cfg().http) is None
+        settings.api_key(_cfg("http.api_key_env=UNSPIN_NO_SUCH_VAR").http)
+    assert settings.api_key(_cfg("http.api_key=abc").http) == "abc"
+    assert settings.api_key(_cfg().http) is None
+    old = tmp_path / "old-service.yaml"  # model keys moved to inference.yaml: say so, by name
+    old.write_text("model: models:/unspin@champion\nhttp:\n  port: 8001\n")
+    with pytest.raises(ConfigError, match=r"old-service\.yaml\.model: belongs in configs/inference\.yaml"):
+        settings.load_service(old)
+
+
+def test_one_inference_section_and_shared_flags():
+    import argparse
+
+    assert _cfg().inference == settings.load()  # the service and worker run what the batch command runs
+    ap = argparse.ArgumentParser()
+    settings.add_common_args(ap, "config")
+    ap.add_argument("--port", type=int)
+    args = ap.parse_args(["--set", "quantize=true", "--set", "inference.threads=3", "--set", "http.workers=2",
+                          "--model", "runs:/abc/model", "--port", "9000"])
+    cfg = _cfg(*settings.overrides(args))
+    assert (cfg.inference.quantize, cfg.inference.threads, cfg.inference.model) == (True, 3, "runs:/abc/model")
+    assert (cfg.http.workers, cfg.http.port) == (2, 9000)
 
 
 def test_command_exits_non_zero_when_it_cannot_start(tmp_path):
@@ -422,6 +443,32 @@ def _refused(url: str) -> bool:
     except httpx.TransportError:
         return True
     return False
+
+
+def test_texts_beyond_max_waiting_texts_get_503_not_a_longer_queue(service, client):
+    _, url = service
+    out = {}
+
+    def batch(name, words):
+        items = [{"id": f"{name}{i}", "text": article(words, i)} for i in range(MAX_ITEMS)]
+        out[name] = client.post("/v1/score/batch", json={"items": items})
+
+    long = threading.Thread(target=batch, args=("long", 800))
+    long.start()
+    server_busy = 0
+    while not server_busy and long.is_alive():
+        server_busy = in_flight(url)
+    queued = threading.Thread(target=batch, args=("short", 20))  # fills max_waiting_texts (2 batches)
+    queued.start()
+    while in_flight(url) < 2 and long.is_alive():
+        time.sleep(0.01)
+    assert long.is_alive(), "the long batch finished before the server was full: too quick to tell"
+    busy = client.post("/v1/score", json={"id": "one-more", "text": SPUN})
+    for t in (long, queued):
+        t.join()
+    assert busy.status_code == 503 and "max_waiting_texts" in busy.json()["detail"] and busy.headers["Retry-After"]
+    assert out["long"].status_code == out["short"].status_code == 200
+    assert client.post("/v1/score", json={"id": "room-again", "text": SPUN}).status_code == 200
 
 
 def test_records_are_json_lines_compatible(client):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections import Counter
 
 import pytest
 import redis
 
-from inference import service_settings
+from inference import settings
 from inference.worker import BadMessage, Message, Worker, parse_message
 from tests.conftest import PARAGRAPHS
 from tests.servers import start_redis, start_worker
@@ -221,7 +222,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(r, redis_port_with_model
 # ---- in-process steps -------------------------------------------------------------------------
 
 def make_worker(port, prefix, detector, consumer="w", **extra) -> Worker:
-    cfg = service_settings.load(None, overrides(port, prefix, **extra))
+    cfg = settings.load_service(None, overrides(port, prefix, **extra))
     w = Worker(cfg, detector, consumer=consumer)
     w.ensure_group()
     return w
@@ -299,3 +300,25 @@ def test_idle_consumers_with_nothing_pending_are_forgotten(r, redis_port):
     assert w.prune_consumers() == ["restarted-long-ago"]
     names_left = {c["name"] for c in r.xinfo_consumers(n["articles_stream"], GROUP)}
     assert b"holder" in names_left and b"restarted-long-ago" not in names_left
+
+
+def test_a_batch_in_hand_is_not_claimed_however_long_it_takes(r, redis_port, detector):
+    n = names("slow")
+    busy = make_worker(redis_port, "slow", detector, consumer="busy", claim_idle_ms=300)
+    other = make_worker(redis_port, "slow", detector, consumer="other", claim_idle_ms=300)
+    long_text = "\n\n".join(PARAGRAPHS * 5)  # ~1,000 words
+    for i in range(8):
+        r.xadd(n["articles_stream"], {"id": f"s{i}", "text": long_text})
+    msgs = busy.read_new(100)
+    scoring = threading.Thread(target=busy.process, args=(msgs,))
+    t0 = time.time()
+    scoring.start()
+    claimed = []
+    while scoring.is_alive():  # a live worker looking for messages of dead ones meanwhile
+        claimed += other.claim_stale()
+        time.sleep(0.05)
+    scoring.join()
+    assert time.time() - t0 > 0.9, "scored within claim_idle_ms: too quick to tell"
+    assert claimed == [] and busy.counts.verdicts == 8 and busy.counts.stale == 0
+    assert group_info(r, n["articles_stream"])["pending"] == 0
+    assert sorted(v["id"] for v in entries(r, n["verdicts_stream"])) == [f"s{i}" for i in range(8)]

@@ -18,7 +18,8 @@ class BaselineSection:
     enabled: bool = True
     word_ngrams: list[int] = field(default_factory=lambda: [1, 2])
     char_ngrams: list[int] = field(default_factory=lambda: [2, 5])
-    max_features: int = 300_000
+    hash_bits: int = 20  # 2**bits feature columns (half words, half characters)
+    min_df: int = 2
     C: float = 8.0
 
 
@@ -39,6 +40,7 @@ class TaggerSection:
     eval_rows: int = 600  # validation rows scored after each epoch for the per-epoch curve
     threads: int = 2
     inference_batch_size: int = 64
+    quantize: bool = True  # ship (and calibrate) int8 encoder weights: twice the speed on CPU
 
 
 @dataclass

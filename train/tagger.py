@@ -101,6 +101,7 @@ def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict],
             break
     log("train_seconds", time.time() - t0, 0)
     log("train_windows_per_second", step * cfg.batch_size / max(1e-9, time.time() - t0), 0)
+    # Calibration and evaluation then see the precision the model is shipped to score with.
     meta = {"kind": "tagger", "tagger": {"max_length": cfg.max_length, "stride": cfg.stride,
-                                         "batch_size": cfg.inference_batch_size}}
-    return Detector(meta, tagger=tagger)
+                                         "batch_size": cfg.inference_batch_size, "quantize": cfg.quantize}}
+    return Detector(meta, tagger=tagger.quantize(cfg.quantize))
