@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-VARIANTS = {"tagger fp32": ("model", False), "tagger int8": ("model", True), "baseline": ("baseline_model", False)}
+VARIANTS = {"tagger fp32": ("model", False), "tagger int8": ("model", True), "baseline": ("baseline_model", None)}
 
 
 def bench_articles(n: int, min_words: int = 300, max_words: int = 500) -> list[str]:

@@ -70,8 +70,9 @@ def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, se
     is_article = np.array([r["level"] == "article" for r in rows])
     labels = np.array([r["label"] for r in rows])
     human = np.array([r["spinner"] == "human" for r in rows])  # MRPC/PAWS: rewording is not spinning
-    det.threshold = max(shipped_threshold(scores[is_article & (labels == 0)], cfg.max_clean_fp_rate),
-                        shipped_threshold(scores[human], cfg.max_paraphrase_fp_rate))
+    det.threshold = shipped_threshold(scores[is_article & (labels == 0)], cfg.max_clean_fp_rate)
+    if det.meta["kind"] in cfg.paraphrase_bound:
+        det.threshold = max(det.threshold, shipped_threshold(scores[human], cfg.max_paraphrase_fp_rate))
     art = slice_metrics(labels[is_article], scores[is_article], det.threshold)
     sent = slice_metrics(labels[~is_article], scores[~is_article], det.threshold)
     return {"val_article_roc_auc": art["roc_auc"], "val_article_pr_auc": art["pr_auc"],
