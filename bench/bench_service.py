@@ -131,7 +131,7 @@ def bench_worker(tmp: Path, texts: list[str], messages: int, model_overrides: li
 
 
 def bench_all_http(tmp: Path, texts: list[str], overrides: list[str], args, figures: dict) -> None:
-    server, url = start_service(tmp / "service.log", "http.request_timeout_s=600", "http.log_level=\"warning\"",
+    server, url = start_service(tmp / "service.log", "http.request_timeout_s=600", "log_level=\"warning\"",
                                 *overrides, env=child_env())
     try:
         import httpx
