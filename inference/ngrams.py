@@ -2,8 +2,8 @@
 
 sklearn's TfidfVectorizer walks every n-gram of every text in a Python loop, which held the baseline
 to ~120 articles/s. Here a whole batch is one byte array: character n-grams are rolling hashes over
-it, word n-grams combine per-word CRCs, and `np.unique` counts them, so the cost per text is a few
-array operations. Hashes are stable across processes (no `hash()`), so a pickled model scores the same
+it, word n-grams combine per-word CRCs, and building the sparse matrix counts them, so the cost per
+text is a few array operations. Hashes are stable across processes (no `hash()`), so a pickled model scores the same
 everywhere.
 """
 from __future__ import annotations
@@ -60,7 +60,8 @@ def _word_ngrams(texts: list[str], lo: int, hi: int, bits: int) -> tuple[np.ndar
 
 
 class HashedTfidf(TransformerMixin, BaseEstimator):
-    """Rows: texts; columns: 2**bits hashed n-grams; values: (1 + log tf) * idf, L2-normalised per row.
+    """Rows: texts; columns: 2**bits hashed n-grams; values: (1 + log tf) * idf, L2-normalised per row
+    and block (word n-grams, character n-grams).
     N-grams seen in fewer than `min_df` training texts get idf 0 (dropped), like TfidfVectorizer's min_df."""
 
     def __init__(self, word_ngrams=(1, 2), char_ngrams=(2, 5), bits: int = 20, min_df: int = 2):
