@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +34,19 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# AG News carries HTML entities, some with their "&" lost: "&lt;TXN.N&gt;", "it#39;s", "#151;".
+_ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);|(?<!&)#\d{2,3};")
+
+
+def _unescape(m: re.Match) -> str:
+    entity = m.group()
+    char = html.unescape(entity if entity[0] == "&" else "&" + entity)
+    return char if char.isprintable() else entity
+
+
 def clean_text(value, max_chars: int) -> tuple[str | None, str | None]:
-    """(text, None) for usable text, else (None, reason the row is skipped)."""
+    """(text, None) for usable text, else (None, reason the row is skipped). HTML entities are decoded:
+    the spinner and the model should see "<TXN.N>" and "it's", not markup debris."""
     if not isinstance(value, str):
         return None, "non_text"
     if not value.strip():
@@ -42,7 +55,7 @@ def clean_text(value, max_chars: int) -> tuple[str | None, str | None]:
         return None, "too_long"
     if "\x00" in value:
         return None, "non_text"
-    return value, None
+    return _ENTITY.sub(_unescape, value), None
 
 
 def read_jsonl(path: Path, skipped: Counter) -> Iterator[dict]:

@@ -163,3 +163,10 @@ def test_make_targets_resolve(target):
     proc = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "python" in proc.stdout
+
+
+def test_corpus_text_loses_html_entity_debris():
+    from data.corpora import clean_text
+
+    raw = "Dell Inc. &lt;DELL.O&gt; said it#39;s out #151; AT&amp;T caf#233; stays; C# and Item #12; stay"
+    assert clean_text(raw, 1000) == ("Dell Inc. <DELL.O> said it's out — AT&T café stays; C# and Item #12; stay", None)
