@@ -83,3 +83,37 @@ def test_bad_train_config_key_is_named(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "train", "--config", str(bad)], cwd=ROOT, capture_output=True,
                           text=True)
     assert proc.returncode == 2 and "tagger.learning_rate" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_champion_validated_on_other_data_is_rescored_before_comparing(smoke_run, tmp_path_factory):
+    import mlflow
+    from datasets import load_from_disk
+    from mlflow import MlflowClient
+
+    from inference import Detector
+    from train.calibrate import fit_calibration
+    from train.registry import log_detector, promote_if_better
+
+    cfg = smoke_config(tmp_path_factory)
+    rows = load_from_disk(str(tmp_path_factory.getbasetemp() / "smoke-data"))["validation"].to_list()
+    det = Detector.load("models:/unspin@champion")
+    rescored = []
+
+    def rescore(uri):
+        rescored.append(uri)
+        return fit_calibration(Detector.load(uri), rows, cfg.calibration, cfg.seed)
+
+    versions = {}
+    for data in ("data-a", "data-a", "data-b"):
+        with mlflow.start_run():
+            mlflow.log_params({"dataset_hash": data})
+            mlflow.log_metrics({"val_article_roc_auc": 0.5, "val_article_pr_auc": 0.5})
+            v, _ = log_detector(det, "unspin-rescore")
+        versions.setdefault(data, []).append(v)
+        promoted, message = promote_if_better("unspin-rescore", v, "champion", "val_article_roc_auc",
+                                              "val_article_pr_auc", rescore)
+    # same data: compared on logged figures, nothing re-scored; other data: the champion is re-scored
+    assert rescored == [f"models:/unspin-rescore/{versions['data-a'][0]}"]
+    assert not promoted and "re-scored on this run's validation data" in message and "data-a" in message
+    champion = MlflowClient().get_model_version_by_alias("unspin-rescore", "champion").version
+    assert str(champion) == versions["data-a"][0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -66,21 +67,37 @@ def log_detector(det: Detector, name: str) -> tuple[str, object]:
     return registered, info
 
 
-def promote_if_better(name: str, version: str, alias: str, metric: str, tie_breaker: str) -> tuple[bool, str]:
-    """Point `alias` at `version` when its run beats the current alias holder's run on `metric`."""
+def dataset_of(client: MlflowClient, run) -> str | None:
+    """The dataset hash a run was trained and validated on (logged on it or on its parent run)."""
+    if "dataset_hash" in run.data.params:
+        return run.data.params["dataset_hash"]
+    parent = run.data.tags.get("mlflow.parentRunId")
+    return client.get_run(parent).data.params.get("dataset_hash") if parent else None
+
+
+def promote_if_better(name: str, version: str, alias: str, metric: str, tie_breaker: str,
+                      rescore: Callable[[str], dict] | None = None) -> tuple[bool, str]:
+    """Point `alias` at `version` when its run beats the current alias holder's run on `metric`.
+    Figures on different validation data do not compare: when the holder was validated on another
+    dataset, `rescore(its model URI)` gives its figures on this version's validation data."""
     client = MlflowClient()
-    new_run = client.get_run(client.get_model_version(name, version).run_id).data.metrics
+    new = client.get_run(client.get_model_version(name, version).run_id)
     try:
         current = client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException:
         current = None
-    new_key = (new_run.get(metric, float("-inf")), new_run.get(tie_breaker, float("-inf")))
+    new_key = (new.data.metrics.get(metric, float("-inf")), new.data.metrics.get(tie_breaker, float("-inf")))
+    how = ""
     if current is not None:
-        old = client.get_run(current.run_id).data.metrics
+        run = client.get_run(current.run_id)
+        old = run.data.metrics
+        if rescore is not None and dataset_of(client, run) != dataset_of(client, new):
+            old = rescore(f"models:/{name}/{current.version}")
+            how = f", re-scored on this run's validation data (it was validated on dataset {dataset_of(client, run)})"
         old_key = (old.get(metric, float("-inf")), old.get(tie_breaker, float("-inf")))
         if not new_key > old_key:
             return False, (f"{name} v{version} ({metric}={new_key[0]:.4f}, {tie_breaker}={new_key[1]:.4f}) does not "
-                           f"beat @{alias} v{current.version} ({old_key[0]:.4f}, {old_key[1]:.4f}): alias unchanged")
+                           f"beat @{alias} v{current.version} ({old_key[0]:.4f}, {old_key[1]:.4f}{how}): alias unchanged")
     client.set_registered_model_alias(name, alias, version)
-    was = f"v{current.version}" if current else "none"
+    was = f"v{current.version}{how}" if current else "none"
     return True, f"{name} v{version} ({metric}={new_key[0]:.4f}) is now @{alias} (was {was})"

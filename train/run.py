@@ -104,7 +104,8 @@ def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, exclude: str 
     result = evaluate(det, test_rows)
     eval_seconds = time.time() - t1
     n_sent = sum(len(r["text"]) for r in test_rows)
-    mlflow.log_params({"kind": kind, "excluded_spinner": exclude or "none", "train_rows": len(train_rows)})
+    mlflow.log_params({"kind": kind, "excluded_spinner": exclude or "none", "train_rows": len(train_rows),
+                       "dataset_hash": dataset_hash(card)})
     mlflow.log_metrics({**val, **result["metrics"], "fit_seconds": fit_seconds, "eval_seconds": eval_seconds,
                         "eval_chars_per_second": n_sent / max(1e-9, eval_seconds)})
     table_text = format_table(f"{kind}{' without ' + exclude if exclude else ''}: test split "
@@ -119,12 +120,14 @@ def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, exclude: str 
             mlflow.log_artifact(str(p), "plots")
     version, promoted, message = None, False, ""
     if register:
+        from inference.detector import Detector
         from train.registry import log_detector, promote_if_better
 
         mlflow.log_text(model_card(register, kind, val, result["metrics"], table_text, card, cfg), "model_card.md")
         version, _ = log_detector(det, register)
+        rescore = lambda uri: fit_calibration(Detector.load(uri), val_rows, cfg.calibration, cfg.seed)  # noqa: E731
         promoted, message = promote_if_better(register, version, cfg.registry.alias, cfg.registry.metric,
-                                              cfg.registry.tie_breaker)
+                                              cfg.registry.tie_breaker, rescore)
         mlflow.set_tag("champion", str(promoted))
         print(message, flush=True)
     return {"kind": kind, "exclude": exclude, "val": val, "test": result["metrics"], "table": result["table"],
