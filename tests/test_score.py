@@ -13,7 +13,8 @@ from tests.conftest import PARAGRAPHS, ROOT
 CLEAN = "\n\n".join(PARAGRAPHS[:6])
 SPUN = ("Washington's best diplomat stated on Monday that overseas ministers had made good progress a 12 months in "
         "the past. Officials expect the agreement to open the border to commerce and to reinforce financial "
-        "strengthen for farmers, who stocks the arena's longest land border.")
+        "strengthen for farmers, who stocks the arena's longest land border. Researchers said counterfeit "
+        "consciousness could help doctors read medical images faster.")  # a known tortured phrase: always a span
 WRAPPED = ("Home | News | Sport | Weather | Business | Contact\n\nBy Jane Smith, Reuters\n\n"
            "Published 12:30 GMT, 3 March 2005\n\n" + CLEAN +
            "\n\nRelated Articles\n\nMarkets rally as rates hold\nMinister quits over row\nStorm hits coast\n\n"
