@@ -9,7 +9,9 @@ import re
 
 # A word is a run of letters/digits with inner apostrophes, hyphens or decimal points ("don't",
 # "long-term", "1.13"), or a single other non-space character (punctuation).
-WORD_RE = re.compile(r"\w+(?:[’'\-.,]\w+)*|[^\w\s]")
+_WORD = r"\w+(?:[’'\-.,]\w+)*"
+WORD_RE = re.compile(_WORD + r"|[^\w\s]")
+WORD_ONLY_RE = re.compile(_WORD)  # the same words, punctuation left out
 
 # Abbreviations after which a full stop does not end a sentence.
 ABBREVIATIONS = {

@@ -8,14 +8,14 @@ everywhere.
 """
 from __future__ import annotations
 
-import re
 import zlib
 
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-_WORD = re.compile(r"\w+(?:[’'\-.,]\w+)*")
+from data.text import WORD_ONLY_RE
+
 _PRIME = np.uint64(1_099_511_628_211)  # FNV prime: the rolling-hash base
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spread a hash before keeping its top bits
 
@@ -53,7 +53,7 @@ def _ngrams(h1: np.ndarray, seg: np.ndarray, row: np.ndarray, lo: int, hi: int, 
 
 
 def _word_ngrams(texts: list[str], lo: int, hi: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    toks = [_WORD.findall(t.lower()) for t in texts]
+    toks = [WORD_ONLY_RE.findall(t.lower()) for t in texts]
     h = np.fromiter((zlib.crc32(w.encode()) for ws in toks for w in ws), dtype=np.uint64)
     row = np.repeat(np.arange(len(texts)), [len(ws) for ws in toks])
     return _ngrams(h, row, row, lo, hi, 100, bits)

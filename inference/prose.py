@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from data.text import sentences
+from data.text import WORD_ONLY_RE, sentences
 
 _NAME = r"[A-Z][\w'’.\-]*"
 _NAME_SEP = r"(?:\s*[,;&]\s*|\s+(?:and|by|in|of|for|at|de|van|von|der|da|al)\s+|\s+)"
@@ -106,11 +106,8 @@ def _compiled(rules: ProseRules) -> dict:
     }
 
 
-_WORDS = re.compile(r"\w+(?:[’'\-.,]\w+)*")  # the words of data.text.words, without punctuation
-
-
 def _words(line: str) -> list[str]:
-    return [w for w in _WORDS.findall(line) if w.strip("_")]
+    return [w for w in WORD_ONLY_RE.findall(line) if w.strip("_")]
 
 
 def line_reason(line: str, rules: ProseRules = DEFAULT_RULES, in_list: bool = False) -> str | None:

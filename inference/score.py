@@ -60,11 +60,7 @@ def run(inputs: list[str], output: str, model: str, threshold: float | None = No
     """Score `inputs` into `output`; returns the summary figures."""
     from tqdm import tqdm
 
-    from inference import Detector
-
-    det = Detector.load(model, quantize=quantize)
-    if threshold is not None:
-        det.threshold = threshold
+    det = load_detector(settings.InferenceConfig(model=model, threshold=threshold, quantize=quantize))
     done = read_ids(output) if resume and output != "-" and os.path.exists(output) else set()
     counts = {"records": 0, "spun": 0, "clean": 0, "errors": 0, "skipped": 0}
     t0 = time.time()
