@@ -87,7 +87,7 @@ def load_vocabulary(name: str) -> frozenset[str]:
 
 def _swappable(word: str, vocab: frozenset[str]) -> bool:
     """Whether a thesaurus spinner could look `word` up (as written or after crude suffix stripping)."""
-    from data.spinners import SUFFIXES
+    from data.dictionaries import SUFFIXES
 
     if word in vocab:
         return True

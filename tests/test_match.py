@@ -1,6 +1,7 @@
 """Reference mode (inference.match): attribution of spun, verbatim and partial copies to their original,
 the same-story-own-words hard negative, the appendable index and the batch command."""
 import csv
+from collections import Counter
 import json
 import os
 import shutil
@@ -9,7 +10,7 @@ import sqlite3
 import pytest
 
 from data.build import load_config as load_data_config
-from data.build import make_spinners
+from data.spinners import Resources, make_spinners
 from inference import match
 from inference.align import AlignConfig, align, analyze
 from inference.references import FeaturesConfig, IndexStateError, ReferenceIndex
@@ -168,10 +169,10 @@ def spinners(tmp_path_factory):
         w.writerows([t, e, 50, "", "x", 0] for t, e in LEXICON)
     out = {}
     for name, rate in [("low", "[0.15, 0.25]"), ("mid", "[0.35, 0.45]"), ("high", "[0.55, 0.6]")]:
-        cfg = load_data_config(ROOT / "configs/data.yaml", [f"spinners.thesaurus.rate={rate}"])
-        out[f"thesaurus-{name}"] = make_spinners(cfg.spinners, lex)["thesaurus"]
+        cfg = load_data_config(ROOT / "configs/data.yaml", [f"spinners.moby.rate={rate}"])
+        out[f"thesaurus-{name}"] = make_spinners(cfg.spinners, Resources(lex, Counter()), {"moby"})["moby"]
     cfg = load_data_config(ROOT / "configs/data.yaml", ["spinners.lexicon.rate=[0.8, 1.0]"])
-    out["lexicon"] = make_spinners(cfg.spinners, lex)["lexicon"]
+    out["lexicon"] = make_spinners(cfg.spinners, Resources(lex, Counter()), {"lexicon"})["lexicon"]
     return out
 
 
