@@ -320,7 +320,9 @@ class CsvRows:
         except (csv.Error, _Unclosed) as e:
             self._closed_to = max(self._closed_to, line + len(taken) - 1)
             self._unread(taken[1:])  # carry on at the line after the first
-            return CsvRow(line, start, self.pos, None, "quote not closed" if state["eof"] else str(e), not state["eof"])
+            # a quote that ran on past its line failed because it was not closed there: say that, not where
+            error = "quote not closed" if state["eof"] or len(taken) > 1 else str(e)
+            return CsvRow(line, start, self.pos, None, error, not state["eof"])
         # cut short: the stream ended with no final LF (a crash, even between CR and LF; or just a missing one)
         complete = taken[-1].endswith(b"\n")
         return CsvRow(line, start, self.pos, cells, self._width_error(cells), complete)
