@@ -124,8 +124,10 @@ def write_csv(path: Path, items, crlf: bool) -> list:
     eol = "\r\n" if crlf else "\n"
 
     def row(cells):
+        # Python's csv writer quotes a bare CR only when CR is in its line end: quote all then, as CSV must
+        quoting = csv.QUOTE_ALL if not crlf and any("\r" in c for c in cells) else csv.QUOTE_MINIMAL
         buf = io.StringIO()
-        csv.writer(buf, lineterminator=eol).writerow(cells)
+        csv.writer(buf, lineterminator=eol, quoting=quoting).writerow(cells)
         return buf.getvalue().encode("utf-8")
 
     out.write(row(["id", "text"]))

@@ -3,13 +3,12 @@ import csv
 import io
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from data.text import sentences
-from collections import Counter
-
 from inference.inputs import html_to_text, iter_records
 from inference.outputs import CSV_COLUMNS, id_key, open_writer, output_format, read_answered
 from inference.prose import ProseRules, explain, prose_mask
