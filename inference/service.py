@@ -9,13 +9,13 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
                         scoring requests running or waiting, `model_calls`: scoring calls so far
 
 A request that is not what the API takes gets a 4xx whose `detail` says what is wrong (400 bad JSON,
-401 API key, 408 body too slow, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd (empty, huge,
-binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
+401 API key, 408 body too slow, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd
+(empty, huge, binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
 once per process, in the background; scoring runs on one thread off the event loop (requests that
 queue up meanwhile are scored together in its next model call), bounded by `request_timeout_s`
 (504); more than `max_waiting_texts` texts waiting get 503 with Retry-After. SIGTERM stops accepting
 connections and lets in-flight requests finish (exit status 0).
-Slow clients are bounded (README, "Limits and guarantees"): the API key is checked on the headers, before
+Slow clients are bounded (README, "Service limits and guarantees"): the API key is checked on the headers, before
 the body is read; a request's head and body must each arrive within a deadline, else the connection is
 closed; past `limit_concurrency` open connections a request gets 503. Without a key the service serves
 only on a loopback address unless `allow_public_without_key`; the key comes from an environment variable
@@ -126,19 +126,23 @@ WHY = {400: "the body is not UTF-8 JSON, or Content-Length is not a number",
        413: "the body is larger than http.max_body_bytes",
        415: "Content-Type is not application/json",
        422: "the body does not match the request schema",
-       503: "not ready (the model is loading or failed to load), or too many texts waiting (http.max_waiting_texts; "
-            "Retry-After says when to retry); past http.limit_concurrency open connections, uvicorn's plain-text "
-            "\"Service Unavailable\"",
+       503: "not ready (the model is loading or failed to load), or more than http.max_waiting_texts texts waiting "
+            "(Retry-After says when to retry)",
        504: "scoring took longer than http.request_timeout_s"}
+# What uvicorn answers itself, in plain text, to any request before it reaches the API.
+PROTOCOL = {400: "request line and headers larger than http.max_head_bytes, or not HTTP (plain text)",
+            503: "more than http.limit_concurrency open connections (plain text)"}
 
 
-def responses(*codes: int, problem: type[BaseModel] | bool = True) -> dict:
-    """The error responses of an endpoint for /openapi.json: a `problem` body (Problem by default; False:
-    none of its own). Any endpoint can also get uvicorn's plain-text 503 past http.limit_concurrency."""
-    model = Problem if problem is True else problem
-    out = {c: {"description": WHY[c], **({"model": model} if model else {})} for c in codes}
-    if 503 in out:
-        out[503]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+def responses(*codes: int, problem: type[BaseModel] | None = Problem) -> dict:
+    """The error responses of an endpoint for /openapi.json: `codes` with a `problem` body, plus uvicorn's
+    plain-text ones (PROTOCOL), which any endpoint can get."""
+    out = {c: {"description": WHY[c], **({"model": problem} if problem else {})} for c in codes}
+    for c, why in PROTOCOL.items():
+        entry = out.setdefault(c, {"description": why})
+        entry["content"] = {"text/plain": {"schema": {"type": "string"}}}
+        if c in codes:
+            entry["description"] += "; or " + why
     return out
 
 
@@ -147,7 +151,9 @@ def request_models(max_id_chars: int, max_batch_items: int):
 
     class ScoreRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        id: str = Field(min_length=1, max_length=max_id_chars, description="your id for the text; echoed back")
+        # The pattern only documents what _printable_id checks (with a clearer message): not blank.
+        id: str = Field(min_length=1, max_length=max_id_chars, description="your id for the text; echoed back",
+                        json_schema_extra={"pattern": r"\S"})
         text: str = Field(description="the article; empty, over-long or binary text gets a record with error set")
         title: str | None = Field(default=None, description="accepted and ignored")
 
@@ -478,7 +484,7 @@ def create_app(config: ServiceConfig | None = None, detector=None, on_load_failu
         det = state.ready_detector()
         return {**det.model_info, "threshold": det.threshold, "uri": cfg.inference.model}
 
-    @app.get("/healthz", response_model=Health, responses=responses(503, problem=False),
+    @app.get("/healthz", response_model=Health, responses=responses(problem=None),
              summary="Liveness: the process answers")
     async def healthz():
         return {"status": "ok"}
