@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from collections import Counter, OrderedDict
@@ -32,7 +31,14 @@ from inference.align import AlignConfig, Doc, RelationConfig, align, analyze, fi
 from inference.batch import run_batch
 from inference.inputs import Record, iter_records, make_record
 from inference.outputs import check_not_an_input
-from inference.references import FeaturesConfig, IndexConfig, IndexStateError, ReferenceIndex, fingerprint_input
+from inference.references import (
+    FeaturesConfig,
+    IndexConfig,
+    IndexStateError,
+    ReferenceIndex,
+    fingerprint_input,
+    remove_index,
+)
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "match.yaml"
 RELATIONS = ("verbatim_copy", "spun_copy", "partial_copy", "independent", "no_match")
@@ -250,11 +256,8 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
         raise ValueError(f"output must end in .jsonl, or be - for stdout: {output}")
     check_not_an_input(output, [*inputs, *(references or [])])  # before anything else: the writer truncates
     directory = Path(index_dir or cfg.index_dir)
-    if rebuild and directory.exists():
-        if any(directory.iterdir()) and not (directory / "manifest.json").exists() \
-                and not (directory / "refs.sqlite").exists():
-            raise ValueError(f"--rebuild: {directory} does not look like a reference index; not deleting it")
-        shutil.rmtree(directory)
+    if rebuild:
+        remove_index(directory)
     t0 = time.time()
     summary: dict = {"references": {}, "records": 0, "errors": 0, "skipped": 0, **{r: 0 for r in RELATIONS}}
     with Matcher(cfg, directory) as m:
@@ -265,7 +268,7 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
         if not inputs:
             return summary
         if len(m) == 0:
-            raise ValueError(f"no references indexed in {directory}: pass --references")
+            raise ValueError(f"no references indexed in {directory}: pass --references (or check --index)")
         t1 = time.time()
         counts = run_batch(inputs, output, lambda records: match_records(m, records, cfg.workers),
                            lambda rec: "errors" if rec["error"] else rec["relation"], cfg.max_bytes, resume,
