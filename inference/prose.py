@@ -11,8 +11,17 @@ import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from data.text import (NOT_SPACE, NOT_WORD_CHAR, SPACE, SPACE_CHARS, WORD_CHAR, WORD_CHARS, WORD_ONLY_RE,
-                       re2_compile, sentences)
+from data.text import (
+    NOT_SPACE,
+    NOT_WORD_CHAR,
+    SPACE,
+    SPACE_CHARS,
+    WORD_CHAR,
+    WORD_CHARS,
+    WORD_ONLY_RE,
+    re2_compile,
+    sentences,
+)
 
 # RE2 has no Unicode \s, \w, \d or \b, and no lookarounds: the rules spell them out with these.
 _S, _NS, _W, _NW, _D = SPACE, NOT_SPACE, WORD_CHAR, NOT_WORD_CHAR, r"\p{Nd}"
@@ -152,7 +161,7 @@ def line_reason(line: str, rules: ProseRules = DEFAULT_RULES, in_list: bool = Fa
     return None
 
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+_TOKEN = re.compile(r"\w+|[^\w\s]")  # a tokenizer, linear in `re` like data.text's (one step per character)
 
 
 def _is_timestamp(line: str, rules: ProseRules) -> bool:
