@@ -267,12 +267,15 @@ class Detector:
         return scores
 
     def fuse(self, analyses: list[Analysis]) -> None:
-        """Word probabilities from the tagger's and the language model's evidence together."""
+        """Word probabilities from the tagger's and the language model's evidence together, in the sentences
+        the tagger finds likeliest to be spun (at most `context.max_sentences` a text: the model's cost)."""
         from inference.signals import fusion_features
 
-        self.context.price([a for a in analyses if any(s.context is None for s in a.sentences)])
-        for a in analyses:
-            for s in a.sentences:
+        chosen = [(a, sorted(a.sentences, key=lambda s: -s.score)[: self.meta["context"]["max_sentences"]])
+                  for a in analyses]
+        self.context.price([(a, [s for s in sents if s.context is None]) for a, sents in chosen])
+        for _, sents in chosen:
+            for s in sents:
                 if len(s.words):
                     s.probs = self.fusion(fusion_features(s.tagger_probs, s.context))
 

@@ -29,15 +29,15 @@ class ContextSignal:
 
         return shared(self.quantize)  # loaded on first use: most texts never need it
 
-    def price(self, analyses) -> None:
+    def price(self, items) -> None:
         """Set `context` (n_words x [ratio, surprisal, known]) and `preferred` (word index -> likeliest
-        alternative) on every sentence of `analyses`."""
+        alternative) on the given sentences: `items` is a list of (analysis, its sentences to read)."""
         from data.lm import WordQuery
         from data.text import is_word
 
-        units, queries = [], []
-        for a in analyses:
-            for s in a.sentences:
+        units, queries, texts = [], [], []
+        for a, sents in items:
+            for s in sents:
                 qs = []
                 for i, (ws, we) in enumerate(s.words):
                     word = a.text[ws:we]
@@ -45,7 +45,7 @@ class ContextSignal:
                     qs.append(WordQuery(ws - s.start, we - s.start, alts))
                 units.append(s)
                 queries.append(qs)
-        texts = [a.text[s.start:s.end] for a in analyses for s in a.sentences]
+                texts.append(a.text[s.start:s.end])
         for s, qs, priced in zip(units, queries, self.lm.score(texts, queries) if texts else []):
             feats = np.zeros((len(qs), 3), dtype=np.float64)
             s.preferred = {}

@@ -85,13 +85,14 @@ def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
     calibrators of the texts the tagger is unsure of (stage-one score inside the gate)."""
     from inference.signals import fusion_features
 
-    det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "quantize": cfg.quantize}
+    det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "max_sentences": cfg.max_sentences,
+                           "quantize": cfg.quantize}
     det.gate = tuple(cfg.gate)
     det.fusion = Linear([0.0] * 4, 0.0, [0.0] * 4, [1.0] * 4)  # placeholder while pricing
     rng = np.random.default_rng(seed)
     short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]
     sample = sorted(rng.choice(short, min(len(short), cfg.fit_texts), replace=False).tolist())
-    det.context.price([analyses[i] for i in sample])
+    det.context.price([(analyses[i], analyses[i].sentences) for i in sample])
     X = np.vstack([fusion_features(s.tagger_probs, s.context) for i in sample for s in analyses[i].sentences])
     y = np.concatenate([lab for i in sample for lab in word_labels_of(rows[i], analyses[i])])
     det.fusion = fit_linear(X, y, seed)

@@ -76,6 +76,7 @@ class ContextSection:
     gate: list[float] = field(default_factory=lambda: [0.02, 0.98])
     fit_texts: int = 400  # short validation texts the word-level fusion is fitted on
     max_alternatives: int = 30  # alternatives priced per word
+    max_sentences: int = 3  # sentences read per text: those the tagger finds likeliest spun
     quantize: bool = True  # int8 linear layers for the language model
 
 
