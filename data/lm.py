@@ -66,6 +66,8 @@ class CausalLM:
         get NaN (callers cut long texts into sentences first)."""
         import torch
 
+        if not texts:
+            return []
         enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=True,
                              max_length=self.max_tokens - 1)
         ids = [[self.bos] + x for x in enc["input_ids"]]

@@ -252,8 +252,10 @@ class Detector:
     def calibrate(self, analyses: list[Analysis]) -> list[float]:
         """Fill sentence scores; return text scores (read again with the context signal inside its gate)."""
         for a in analyses:
-            for s in a.sentences:
-                s.probs = s.tagger_probs if s.tagger_probs is not None else s.probs
+            for s in a.sentences:  # stage one's word probabilities, kept apart from the fused ones
+                if s.tagger_probs is None:
+                    s.tagger_probs = s.probs
+                s.probs = s.tagger_probs
         scores = self.calibrate_with(analyses, self.sentence_calibrator, self.text_calibrator)
         lo, hi = self.gate
         gated = [i for i, (a, v) in enumerate(zip(analyses, scores)) if a.sentences and lo <= v <= hi]

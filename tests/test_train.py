@@ -75,7 +75,7 @@ def test_worse_model_does_not_take_champion(smoke_run, tmp_path_factory):
     from train.run import train
 
     cfg = smoke_config(tmp_path_factory, "experiment=unspin-smoke-2", "baseline.enabled=false",
-                       "lofo.enabled=false", "tagger.lr=0.0", "tagger.max_steps=2")
+                       "lofo.enabled=false", "context.enabled=false", "tagger.lr=0.0", "tagger.max_steps=2")
     worse = train(cfg)["models"]["tagger"]
     best = smoke_run["models"]["tagger"]
     assert (worse["val"]["val_article_roc_auc"], worse["val"]["val_article_pr_auc"]) < \

@@ -53,14 +53,21 @@ LEVELS = ("sentence", "paragraph", "article")
 
 
 def per_level(rows: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
-    """The rows of each level, at most `limit` of each: a fixed random sample, in order."""
+    """The rows of each level, at most `limit` of each: a fixed random sample, in order, that holds a row of
+    every (kind, source) group of the level while `limit` allows (small samples keep their MRPC slice)."""
+    rng = np.random.default_rng(seed)
     out = []
     for level in LEVELS:
-        mine = [r for r in rows if r["level"] == level]
+        mine = [i for i, r in enumerate(rows) if r["level"] == level]
         if limit is not None and len(mine) > limit:
-            keep = np.sort(np.random.default_rng(seed).choice(len(mine), limit, replace=False))
-            mine = [mine[i] for i in keep]
-        out += mine
+            order = rng.permutation(mine).tolist()
+            first: dict[tuple, int] = {}
+            for i in order:
+                first.setdefault((rows[i]["kind"], rows[i]["source"]), i)
+            chosen = list(first.values())[:limit]
+            taken = set(chosen)
+            mine = sorted(chosen + [i for i in order if i not in taken][: limit - len(chosen)])
+        out += [rows[i] for i in mine]
     return out
 
 
