@@ -98,15 +98,18 @@ def redis_server_binary() -> str:
     return found
 
 
-def start_redis(workdir: Path) -> tuple[Server, int]:
-    """A throwaway redis-server on a free port on 127.0.0.1 (no persistence)."""
+def start_redis(workdir: Path, persistent: bool = False, port: int | None = None) -> tuple[Server, int]:
+    """A throwaway redis-server on 127.0.0.1 (a free port unless given). persistent: configs/redis.conf, as
+    `make redis` runs it (append-only file), so a restart on the same workdir and port finds every
+    acknowledged write; else no persistence at all."""
     import redis
 
-    port = free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    server = Server([redis_server_binary(), "--port", port, "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", workdir, "--protected-mode", "yes"], workdir / "redis.log")
-    server.wait_until(lambda: redis.Redis(port=port).ping(), 20, "redis-server start")
+    conf = [ROOT / "configs/redis.conf"] if persistent else ["--save", "", "--appendonly", "no"]
+    server = Server([redis_server_binary(), *conf, "--port", port, "--bind", "127.0.0.1", "--dir", workdir,
+                     "--protected-mode", "yes"], workdir / "redis.log")
+    server.wait_until(lambda: redis.Redis(port=port).ping(), 60, "redis-server start")
     return server, port
 
 
