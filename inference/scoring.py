@@ -29,6 +29,7 @@ import dataclasses
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -253,13 +254,20 @@ def serve(conn, inference: InferenceConfig, loader: str, max_text_bytes: int, ow
 
 
 def _die_with_parent(owner: int) -> None:
-    """Have the kernel kill this process when its parent (the fork server, which exits with its owner, the
-    service or worker) dies (Linux), so that no scorer outlives its owner, however that one ends."""
+    """Have the kernel kill this process when its parent, the fork server, exits (Linux); and let the fork
+    server exit with its owner (the service or worker), so that no scorer outlives its owner however that
+    one ends, even in the middle of a text."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    # multiprocessing hands every forked child the fork server's "alive" pipe, which keeps the server up
+    # until all its children exit; this one is stopped by its owner, so it lets go of it
+    server = multiprocessing.forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
     try:
         os.kill(owner, 0)
     except ProcessLookupError:  # it died before prctl took effect

@@ -90,6 +90,24 @@ class Server:
         raise AssertionError(f"{what}: not within {timeout:.0f} s\n{self.output()[-4000:]}")
 
 
+def ended(pid: int) -> bool:
+    """The process is gone, or dead and waiting for a parent to reap it (an orphan whose init is slow to)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_ended(pid: int, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not ended(pid):
+        if time.time() > deadline:
+            raise AssertionError(f"{what}: process {pid} still running after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if not found:

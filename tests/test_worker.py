@@ -23,7 +23,7 @@ from inference.scoring import InProcess
 from inference.worker import BadMessage, Message, Worker, parse_message
 from tests.conftest import PARAGRAPHS
 from tests.hooks import DIE, Held, hold_text, holds
-from tests.servers import start_redis, start_worker
+from tests.servers import start_redis, start_worker, wait_ended
 
 SPUN = ("Washington's best diplomat stated on Monday that overseas ministers had made good progress a 12 months in "
         "the past. Officials expect the agreement to open the border to commerce and to reinforce financial "
@@ -105,7 +105,7 @@ def text_for(i: int) -> str:
     return PARAGRAPHS[i % len(PARAGRAPHS)] + " " + PARAGRAPHS[(i * 5 + 1) % len(PARAGRAPHS)]
 
 
-DEEP = "[" * 50_000 + "]" * 50_000
+DEEP = "[" * 20_000 + "]" * 20_000
 MALFORMED = [  # (fields, words of the dead letter's error, article id the dead letter carries)
     ({"json": "{not json"}, "not valid JSON", ""),
     ({"json": DEEP}, "nested too deeply", ""),
@@ -181,8 +181,9 @@ def drained(r, n: dict):
 
 
 def scoring_child(worker) -> psutil.Process:
-    """The worker's scoring process."""
-    kids = [p for p in psutil.Process(worker.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    """The worker's scoring process (forked by its fork server, the child of the worker that runs forkserver)."""
+    servers = [p for p in psutil.Process(worker.pid).children() if "forkserver" in " ".join(p.cmdline())]
+    kids = [k for s in servers for k in s.children()]
     assert len(kids) == 1, kids
     return kids[0]
 
@@ -224,7 +225,7 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(r, redis_port_wi
         scorer = scoring_child(a)
         a.send(signal.SIGKILL)
         assert a.wait(30) == -signal.SIGKILL
-        scorer.wait(60)  # its scoring process went with it
+        wait_ended(scorer.pid, 60, "the scoring process of the killed worker")  # it went with its owner
     finally:
         a.stop()
     held = r.xpending_range(n["articles_stream"], GROUP, "-", "+", 1000)
