@@ -5,7 +5,8 @@ thread it would hold the GIL inside one regex or tensor call and starve the serv
 checks) and the worker's heartbeat (so other workers claim its messages and score them again). In a child
 process it holds only the child, which the parent can kill.
 
-`ScoringProcess(cfg).start()` spawns the child; it loads the model with `scoring.loader` and scores a
+`ScoringProcess(cfg).start()` starts the child, forked from multiprocessing's fork server (which has
+imported torch and transformers once, PRELOAD, unless `scoring.preload` is false); it loads the model with `scoring.loader` and scores a
 warm-up text (so the first real call is not charged for lazy set-up) before it reports ready.
 `score(items)` sends a batch of (id, text) and waits at most its budget: `scoring.budget_s` plus
 `scoring.budget_s_per_100k_chars` per 100,000 characters of text. When a batch runs over (or the child
@@ -15,9 +16,9 @@ pays:
   - a lone text whose scoring killed the process gets `ScoringFailed` in place of its record (maybe the
     machine's fault, e.g. the OOM killer: the worker retries it, the service answers an error record).
 Cost: the model lives in the child only (the parent never imports torch), so memory is one model copy per
-scoring process, as when scoring in-process, plus a small interpreter; a replacement reloads the model
-(from the copy the first child loaded, so it is the same version) while calls wait. Texts and records
-cross a pipe (pickled): negligible next to scoring.
+scoring process, as when scoring in-process, plus the fork server (imports only, its pages shared with the
+child); a replacement loads only the weights (from the copy the first child loaded, so it is the same
+version) while calls wait. Texts and records cross a pipe (pickled): negligible next to scoring.
 
 `InProcess(detector)` scores in the caller's process with no budget, for callers that hold a loaded
 Detector (tests, Python use). Both give the same records.
@@ -43,9 +44,10 @@ log = logging.getLogger("unspin.scoring")
 WARM_UP = "The minister said on Monday that the talks had made good progress."
 # Imported once by multiprocessing's fork server, so that a scoring process (forked from it) starts without
 # importing them again: most of a replacement's start-up time. A name that cannot be imported costs only time.
+# Third-party only: the fork server finds modules from its working directory, not from its owner's sys.path
+# (Python 3.11), so the project's own modules are imported by each scoring process, as its owner sees them.
 PRELOAD = ["numpy", "torch", "transformers", "transformers.models.auto.modeling_auto",
-           "transformers.models.auto.tokenization_auto", "transformers.models.bert.modeling_bert",
-           "inference.score", "inference.detector", "inference.tagger", "inference.suggest"]
+           "transformers.models.auto.tokenization_auto", "transformers.models.bert.modeling_bert"]
 
 
 class ScoringFailed(RuntimeError):
@@ -152,10 +154,11 @@ class ScoringProcess(Scorer):
         # forked from the fork server: a single-threaded process that has only imported PRELOAD (no torch
         # thread pool or lock forked mid-use, as plain fork would risk), so starting one costs the model load only
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
+        ctx.set_forkserver_preload(PRELOAD if self.cfg.preload else [])
         conn, child_conn = ctx.Pipe()
         proc = ctx.Process(target=serve, name="unspin-scorer", daemon=True,
-                           args=(child_conn, self.inference, self.cfg.loader, self.max_text_bytes, os.getpid()))
+                           args=(child_conn, self.inference, self.cfg.loader, self.max_text_bytes, os.getpid(),
+                                 dict(os.environ)))
         t0 = time.monotonic()
         proc.start()
         child_conn.close()
@@ -220,9 +223,11 @@ class ScoringProcess(Scorer):
         return ScoringFailed(f"scoring {out.why}")
 
 
-def serve(conn, inference: InferenceConfig, loader: str, max_text_bytes: int, owner: int) -> None:
+def serve(conn, inference: InferenceConfig, loader: str, max_text_bytes: int, owner: int, environ: dict) -> None:
     """The child: load the model, say so, then score each batch received until the pipe closes."""
     _die_with_parent(owner)
+    os.environ.clear()  # the owner's environment now (MLFLOW_TRACKING_URI...), not the fork server's at its start
+    os.environ.update(environ)
     for sig in (signal.SIGINT, signal.SIGTERM):  # the parent decides when scoring stops (e.g. Ctrl-C's group signal)
         signal.signal(sig, signal.SIG_IGN)
     import tqdm

@@ -385,8 +385,11 @@ class Worker:
     def _process_batch(self, messages: list[Message]) -> None:
         try:
             self._score_and_write(messages)
-        except (redis.RedisError, ScoringFailed):
-            raise  # no Redis, or no scoring process: the loop waits; the messages stay pending and come back
+        except redis.RedisError:
+            raise  # the loop waits for Redis; the messages stay pending and come back
+        except ScoringFailed as e:  # no scoring process could be started: the same, and say why in a dead letter
+            self._leave_pending([m.message_id for m in messages], str(e))
+            raise
         except Exception as e:  # a bug: leave the batch pending, to be retried alone, then dead-lettered
             self.counts.failed_batches += 1
             log.exception("batch of %d messages failed (left pending for redelivery)", len(messages))
