@@ -5,9 +5,10 @@ thread it would hold the GIL inside one regex or tensor call and starve the serv
 checks) and the worker's heartbeat (so other workers claim its messages and score them again). In a child
 process it holds only the child, which the parent can kill.
 
-`ScoringProcess(cfg).start()` starts the child, forked from multiprocessing's fork server (which has
-imported torch and transformers once, PRELOAD, unless `scoring.preload` is false); it loads the model with `scoring.loader` and scores a
-warm-up text (so the first real call is not charged for lazy set-up) before it reports ready.
+`ScoringProcess(cfg).start()` starts the child, forked from multiprocessing's fork server (which, with
+`scoring.preload`, has imported torch and transformers once: PRELOAD); it loads the model with
+`scoring.loader` and scores a warm-up text (so the first real call is not charged for lazy set-up) before
+it reports ready.
 `score(items)` sends a batch of (id, text) and waits at most its budget: `scoring.budget_s` plus
 `scoring.budget_s_per_100k_chars` per 100,000 characters of text. When a batch runs over (or the child
 dies), the child is killed and replaced, and the batch is retried text by text, so only the guilty text
@@ -16,8 +17,8 @@ pays:
   - a lone text whose scoring killed the process gets `ScoringFailed` in place of its record (maybe the
     machine's fault, e.g. the OOM killer: the worker retries it, the service answers an error record).
 Cost: the model lives in the child only (the parent never imports torch), so memory is one model copy per
-scoring process, as when scoring in-process, plus the fork server (imports only, its pages shared with the
-child); a replacement loads only the weights (from the copy the first child loaded, so it is the same
+scoring process, as when scoring in-process, plus the small parent and fork server (README "Scoring
+process"); a replacement loads the model again (from the copy the first child loaded, so it is the same
 version) while calls wait. Texts and records cross a pipe (pickled): negligible next to scoring.
 
 `InProcess(detector)` scores in the caller's process with no budget, for callers that hold a loaded
@@ -151,8 +152,8 @@ class ScoringProcess(Scorer):
         if self.proc is not None and self.proc.is_alive():
             return
         self._reap()
-        # forked from the fork server: a single-threaded process that has only imported PRELOAD (no torch
-        # thread pool or lock forked mid-use, as plain fork would risk), so starting one costs the model load only
+        # forked from the fork server: a single-threaded process that has at most imported PRELOAD (no torch
+        # thread pool or lock forked mid-use, as a plain fork of the owner would risk)
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD if self.cfg.preload else [])
         conn, child_conn = ctx.Pipe()

@@ -56,7 +56,7 @@ class ScoringConfig:
     budget_s: float = 30.0
     budget_s_per_100k_chars: float = 30.0
     start_timeout_s: float = 600.0
-    preload: bool = True
+    preload: bool = False
 
 
 @dataclass
