@@ -12,9 +12,11 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP) system-deps
 
-# redis-server (Debian package) for the queue worker and its tests; installed only when missing.
+# Debian packages, installed only when missing: redis-server (queue worker and its tests), wordnet-base
+# (the WordNet spinner family's databases).
 system-deps:
-	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	@command -v redis-server >/dev/null && test -f /usr/share/wordnet/data.noun || \
+		(apt-get update -qq && apt-get install -y -qq redis-server wordnet-base >/dev/null)
 
 # torch first (the pinned CPU build: an unpinned resolve pulls CUDA wheels), then everything pinned
 # in pyproject.toml. Re-runs only when pyproject.toml changes.
@@ -23,13 +25,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$$(grep -o 'torch==[0-9.]*' pyproject.toml)"
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $$(sed -n 's/^no_deps = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
 	touch $(STAMP)
 
-data: $(STAMP)
+data: setup
 	$(PY) -m data.build --config $(DATA_CONFIG)
 
 # Builds the dataset first when the config's dataset is missing.
-train: $(STAMP)
+train: setup
 	$(PY) -m train --config $(CONFIG)
 
 test: setup

@@ -43,7 +43,8 @@ import psutil
 
 from data import config as cfglib
 from data.build import load_config as load_data_config
-from data.build import make_spinners, paragraphs, stable_int
+from data.build import paragraphs, stable_int
+from data.spinners import Resources, make_spinners
 from inference import match
 
 HOLDOUT = 200
@@ -58,7 +59,7 @@ _SPINNERS = None
 def _init(data_cfg_path: str, lexicon: str):
     global _SPINNERS
     cfg = load_data_config(data_cfg_path)
-    _SPINNERS = make_spinners(cfg.spinners, Path(lexicon))
+    _SPINNERS = make_spinners(cfg.spinners, Resources(Path(lexicon), Counter()), {"moby", "lexicon"})
 
 
 def _spin_article(item):
@@ -67,7 +68,7 @@ def _spin_article(item):
     out = []
     for k, (s, e) in enumerate(paragraphs(text)):
         p = text[s:e]
-        versions = [_SPINNERS["thesaurus"].spin(p, stable_int("bench", aid, k, j)).text for j in range(SPINS)]
+        versions = [_SPINNERS["moby"].spin(p, stable_int("bench", aid, k, j)).text for j in range(SPINS)]
         versions.append(_SPINNERS["lexicon"].spin(p, stable_int("bench-lex", aid, k)).text)
         out.append((p, versions))
     return aid, out

@@ -16,7 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-VARIANTS = {"tagger fp32": ("model", False), "tagger int8": ("model", True), "baseline": ("baseline_model", None)}
+# (model setting, int8 encoder, language-model stage): the default is int8 with the language model where unsure
+VARIANTS = {"tagger int8 + LM": ("model", True, True), "tagger int8": ("model", True, False),
+            "tagger fp32 + LM": ("model", False, True), "baseline": ("baseline_model", None, False)}
 
 
 def bench_articles(n: int, min_words: int = 300, max_words: int = 500) -> list[str]:
@@ -35,10 +37,12 @@ def measure(variant: str, n: int, batch_size: int) -> dict:
     from inference import Detector, settings
 
     cfg = settings.load()
-    key, quantize = VARIANTS[variant]
+    key, quantize, context = VARIANTS[variant]
     det = Detector.load(getattr(cfg, key), quantize=quantize)
+    det.use_context = context
     texts = bench_articles(n)
-    det.score(texts[:4])  # warm-up
+    det.score(texts[:4])  # warm-up (loads the language model too, when the stage is on)
+    det.stats.clear()
     t0 = time.perf_counter()
     for i in range(0, len(texts), batch_size):
         det.score(texts[i:i + batch_size])
@@ -48,6 +52,7 @@ def measure(variant: str, n: int, batch_size: int) -> dict:
     else:
         tokens = sum(len(t.split()) for t in texts)
     return {"variant": variant, "articles": len(texts), "mean_words": sum(len(t.split()) for t in texts) / len(texts),
+            "context_share": det.stats["context_texts"] / max(1, det.stats["texts"]),
             "articles_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -61,8 +66,9 @@ def accuracy(variant: str) -> dict:
     from train.evaluate import evaluate
 
     cfg = settings.load()
-    key, quantize = VARIANTS[variant]
+    key, quantize, context = VARIANTS[variant]
     det = Detector.load(getattr(cfg, key), quantize=quantize)
+    det.use_context = context
     rows = load_from_disk(load_config(ROOT / "configs/data.yaml").output_dir)["test"].to_list()
     m = evaluate(det, rows)["metrics"]
     return {k: m.get(f"test_{k}") for k in ("sentence_f1", "sentence_spun20_f1", "word_f1", "article_roc_auc",
@@ -85,23 +91,23 @@ def main() -> int:
         return 0
     print(f"batch scoring, {args.articles} BBC-sized test articles, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores")
-    print(f"{'variant':14s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s}")
+    print(f"{'variant':18s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s} {'read by LM':>10s}")
     for variant in VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--variant", variant, "--articles", str(args.articles),
                               "--batch-size", str(args.batch_size)], capture_output=True, text=True, cwd=ROOT)
         if out.returncode:
-            print(f"{variant:14s} failed: {out.stderr.strip().splitlines()[-1:]}")
+            print(f"{variant:18s} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{variant:14s} {r['articles_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:12.0f}"
-              f"   (mean {r['mean_words']:.0f} words/article)")
+        print(f"{variant:18s} {r['articles_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:12.0f}"
+              f" {r['context_share']:10.0%}   (mean {r['mean_words']:.0f} words/article)")
     if not args.no_accuracy:
         print("\naccuracy on the test split per variant (speed-ups change these, if at all):")
-        for variant in ("tagger fp32", "tagger int8"):
+        for variant in ("tagger int8 + LM", "tagger int8", "tagger fp32 + LM"):
             out = subprocess.run([sys.executable, __file__, "--variant", variant, "--what", "accuracy"],
                                  capture_output=True, text=True, cwd=ROOT)
             r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
-            print(f"{variant:14s} " + ", ".join(f"{k}={v:.4f}" for k, v in r.items() if v is not None))
+            print(f"{variant:18s} " + ", ".join(f"{k}={v:.4f}" for k, v in r.items() if v is not None))
     return 0
 
 

@@ -6,6 +6,7 @@ Writes a `datasets.DatasetDict` (train/validation/test, split by source document
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import random
@@ -15,38 +16,20 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from data import config as cfglib
 from data.corpora import MissingCorpus, clean_text, read_jsonl, read_tsv, require, sha256
-from data.dictionaries import Thesaurus, load_moby, load_tortured
-from data.spinners import DictionarySpinner, Spun, word_labels
+from data.spinners import FAMILIES, Resources, SpinnersConfig, Spun, make_spinners, word_labels
 from data.text import is_word, sentences, words
 
 
-@dataclass
-class ThesaurusConfig:
-    rate: list[float] = field(default_factory=lambda: [0.15, 0.6])
-    top_k: int = 5  # a swap picks among the k best-ranked synonyms
-    rank_keep: int = 8
-    max_phrase_words: int = 3
-    protect_capitalized: bool = True
-    inflections: bool = True
-    extra: dict[str, list[str]] = field(default_factory=dict)  # entries Moby lacks: function words, numbers
+TABLES = "tables.json.gz"  # beside the dataset: {family: {word or phrase: [swaps]}}
 
 
-@dataclass
-class LexiconConfig:
-    rate: list[float] = field(default_factory=lambda: [0.6, 1.0])
-    top_k: int = 3
-    max_phrase_words: int = 4
-    protect_capitalized: bool = False
-    include_uncertain: bool = False
-    skip_expected: list[str] = field(default_factory=list)  # artefact rows ("and" -> "associate in nursingd")
-
-
-@dataclass
-class SpinnersConfig:
-    thesaurus: ThesaurusConfig = field(default_factory=ThesaurusConfig)
-    lexicon: LexiconConfig = field(default_factory=LexiconConfig)
+def load_tables(output_dir: str) -> dict[str, dict[str, list[str]]]:
+    with gzip.open(Path(output_dir) / TABLES, "rt", encoding="utf-8") as f:
+        return json.load(f)
 
 
 @dataclass
@@ -60,6 +43,15 @@ class SourcesConfig:
 
 
 @dataclass
+class FamilyDraw:
+    """Which families spin an original: `per_original` drawn by weight, plus every family in `always`."""
+
+    weights: dict[str, float] = field(default_factory=lambda: {name: 1.0 for name in FAMILIES})
+    per_original: int = 2
+    always: list[str] = field(default_factory=list)
+
+
+@dataclass
 class SentenceConfig:
     originals: dict[str, int] = field(default_factory=lambda: {"bbc": 4000, "ag_news": 4000, "msr": 4000})
     min_words: int = 6
@@ -67,13 +59,25 @@ class SentenceConfig:
     verbatim_share: float = 0.03  # originals also emitted as a verbatim copy (label clean)
     mrpc_max: int = 4000
     paws_max: int = 2000
+    families: FamilyDraw = field(default_factory=FamilyDraw)
+
+
+@dataclass
+class ParagraphConfig:
+    originals: int = 3000  # runs of consecutive BBC paragraphs
+    min_words: int = 50
+    max_words: int = 150
+    families: FamilyDraw = field(default_factory=FamilyDraw)
 
 
 @dataclass
 class ArticleConfig:
     max_articles: int = 2225
+    splits: list[str] = field(default_factory=lambda: ["train", "validation", "test"])  # documents with articles
     partial_share: list[float] = field(default_factory=lambda: [0.2, 0.5])  # share of paragraphs spun
     min_edits: int = 3  # an article variant with fewer swaps is not emitted (one phrase is not a spun article)
+    families: FamilyDraw = field(default_factory=FamilyDraw)
+    partial_families: FamilyDraw = field(default_factory=lambda: FamilyDraw(per_original=1))
 
 
 @dataclass
@@ -83,8 +87,10 @@ class DataConfig:
     seed: int = 13
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
     max_chars: int = 100_000
+    tables_min_count: int = 2  # families' swap tables cover the words seen this often in the originals
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     sentences: SentenceConfig = field(default_factory=SentenceConfig)
+    paragraphs: ParagraphConfig = field(default_factory=ParagraphConfig)
     articles: ArticleConfig = field(default_factory=ArticleConfig)
     spinners: SpinnersConfig = field(default_factory=SpinnersConfig)
 
@@ -93,24 +99,39 @@ def load_config(path, overrides=None) -> DataConfig:
     cfg = cfglib.load(path, DataConfig, overrides)
     if set(cfg.splits) != {"train", "validation", "test"} or abs(sum(cfg.splits.values()) - 1) > 1e-6:
         raise cfglib.ConfigError(f"splits: need train, validation, test summing to 1, got {cfg.splits} [in {path}]")
-    for name in ("thesaurus", "lexicon"):
+    for name in FAMILIES:
         lo, hi = getattr(cfg.spinners, name).rate
         if not 0 <= lo <= hi <= 1:
             raise cfglib.ConfigError(f"spinners.{name}.rate: need 0 <= low <= high <= 1, got {[lo, hi]} [in {path}]")
+    draws = {"sentences": cfg.sentences.families, "paragraphs": cfg.paragraphs.families,
+             "articles": cfg.articles.families, "articles.partial": cfg.articles.partial_families}
+    for where, draw in draws.items():
+        unknown = sorted((set(draw.weights) | set(draw.always)) - set(FAMILIES))
+        if unknown:
+            raise cfglib.ConfigError(f"{where}.families: unknown family {unknown[0]!r} "
+                                     f"(known: {', '.join(FAMILIES)}) [in {path}]")
     return cfg
 
 
-def make_spinners(cfg: SpinnersConfig, lexicon_path: Path) -> dict[str, DictionarySpinner]:
-    t = cfg.thesaurus
-    thes = Thesaurus(load_moby(), keep=t.rank_keep, extra=t.extra)
-    lex = load_tortured(lexicon_path, set(cfg.lexicon.skip_expected), cfg.lexicon.include_uncertain)
-    l = cfg.lexicon
-    return {
-        "thesaurus": DictionarySpinner("thesaurus", thes.get, t.max_phrase_words, t.rate, t.top_k,
-                                       t.protect_capitalized, t.inflections),
-        "lexicon": DictionarySpinner("lexicon", lambda k: lex.get(k, []), l.max_phrase_words, l.rate, l.top_k,
-                                     l.protect_capitalized, False),
-    }
+def word_counts(texts) -> Counter:
+    """Lower-case word frequencies: how common a word is in clean news."""
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update(text[s:e].lower() for s, e in words(text) if is_word(text[s:e]))
+    return counts
+
+
+def draw_families(draw: FamilyDraw, key: str, seed: int, exclude=()) -> list[str]:
+    """`draw.per_original` distinct families by weight (deterministic in `key`), then `draw.always`."""
+    pool = {f: w for f, w in draw.weights.items() if w > 0 and f not in exclude}
+    rng = random.Random(stable_int(seed, "families", key))
+    chosen = []
+    while pool and len(chosen) < draw.per_original:
+        names = sorted(pool)
+        pick = rng.choices(names, weights=[pool[n] for n in names])[0]
+        chosen.append(pick)
+        del pool[pick]
+    return chosen + [f for f in draw.always if f not in chosen and f not in exclude]
 
 
 def stable_int(*parts) -> int:
@@ -164,13 +185,38 @@ def row(*, id, doc_id, source, level, kind, spinner, original, spun: Spun | None
     }
 
 
-def spun_rows(base: dict, original: str, spinners, seed: int, regions=None, kind="spun", min_edits=1) -> list[dict]:
+@dataclass
+class Job:
+    """One spun variant to make: `family` spins `original` (within `regions` when given)."""
+
+    split: str
+    base: dict
+    original: str
+    family: str
+    kind: str = "spun"
+    regions: list | None = None
+    min_edits: int = 1
+
+
+def run_jobs(jobs: list[Job], spinners: dict, seed: int, quiet: bool = False,
+             chunk_size: int = 64) -> list[tuple[str, dict]]:
+    """(split, row) for every job with enough edits, in job order; each family spins its jobs in one batch."""
+    by_family: dict[str, list[int]] = defaultdict(list)
+    for k, j in enumerate(jobs):
+        by_family[j.family].append(k)
+    spun: list[Spun | None] = [None] * len(jobs)
+    for family, ks in by_family.items():
+        for chunk in tqdm([ks[i:i + chunk_size] for i in range(0, len(ks), chunk_size)], desc=f"spinning: {family}",
+                          unit="chunk", disable=quiet):
+            items = [(jobs[k].original, stable_int(seed, jobs[k].base["id"], family), jobs[k].regions) for k in chunk]
+            for k, result in zip(chunk, spinners[family].spin_many(items)):
+                spun[k] = result
     out = []
-    for name, spinner in spinners.items():
-        s = spinner.spin(original, stable_int(seed, base["id"], name), regions)
-        if len(s.edits) >= min_edits:
-            out.append(row(**{**base, "id": f"{base['id']}:{name}" + (":partial" if regions else "")},
-                           kind=kind, spinner=name, original=original, spun=s, label=1))
+    for j, result in zip(jobs, spun):
+        if len(result.edits) >= j.min_edits:
+            rid = f"{j.base['id']}:{j.family}" + (":partial" if j.regions else "")
+            out.append((j.split, row(**{**j.base, "id": rid}, kind=j.kind, spinner=j.family, original=j.original,
+                                     spun=result, label=1)))
     return out
 
 
@@ -228,16 +274,35 @@ def paragraphs(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def build_rows(cfg: DataConfig, root: Path) -> tuple[dict[str, list[dict]], Counter]:
+def paragraph_runs(text: str, min_words: int, max_words: int) -> list[tuple[int, int]]:
+    """Runs of consecutive paragraphs of `min_words` to `max_words` words: paragraph-length texts."""
+    out, run, n = [], [], 0
+    for s, e in paragraphs(text):
+        run, n = run + [(s, e)], n + n_words(text[s:e])
+        if n >= min_words:
+            if n <= max_words:
+                out.append((run[0][0], run[-1][1]))
+            run, n = [], 0
+    return out
+
+
+def build_rows(cfg: DataConfig, root: Path, quiet: bool = False) -> tuple[dict[str, list[dict]], Counter, dict]:
+    """Rows by split, skipped rows by reason, and each family's swap table (for suggestions and signals)."""
     skipped: Counter = Counter()
     corpora, mrpc, paws, groups = read_sources(cfg, root, skipped)
-    spinners = make_spinners(cfg.spinners, require(root, cfg.sources.lexicon, "sources.lexicon"))
     rng = random.Random(cfg.seed)
     split_of = lambda doc_id: assign_split(groups.find(doc_id), cfg.seed, cfg.splits)
     out: dict[str, list[dict]] = defaultdict(list)
-    sc = cfg.sentences
+    jobs: list[Job] = []
+
+    def original(base: dict, text: str, draw: FamilyDraw, min_edits: int = 1) -> str:
+        split = split_of(base["doc_id"])
+        out[split].append(row(**base, kind="original", spinner="none", original=text))
+        jobs.extend(Job(split, base, text, f, min_edits=min_edits) for f in draw_families(draw, base["id"], cfg.seed))
+        return split
 
     # Sentence level: originals (clean), their spun versions, a few verbatim copies.
+    sc = cfg.sentences
     candidates = {
         "bbc": bbc_sentences(corpora["bbc"], sc),
         "ag_news": [(d, d, t) for d, t in corpora["ag_news"] if sc.min_words <= n_words(t) <= sc.max_words * 2],
@@ -250,11 +315,10 @@ def build_rows(cfg: DataConfig, root: Path) -> tuple[dict[str, list[dict]], Coun
         rng.shuffle(items)
         for rid, doc_id, text in items[: sc.originals[source]]:
             base = dict(id=rid, doc_id=doc_id, source=source, level="sentence")
-            rows = [row(**base, kind="original", spinner="none", original=text)]
-            rows += spun_rows(base, text, spinners, cfg.seed)
+            split = original(base, text, sc.families)
             if stable_int(cfg.seed, "verbatim", rid) / 2**64 < sc.verbatim_share:
-                rows.append(row(**{**base, "id": rid + ":verbatim"}, kind="verbatim", spinner="none", original=text))
-            out[split_of(doc_id)].extend(rows)
+                out[split].append(row(**{**base, "id": rid + ":verbatim"}, kind="verbatim", spinner="none",
+                                      original=text))
 
     # Human rewording is not spinning: MRPC paraphrases from other outlets, PAWS word-swaps.
     for p in [p for p in mrpc if p["paraphrase"]][: sc.mrpc_max]:
@@ -266,19 +330,35 @@ def build_rows(cfg: DataConfig, root: Path) -> tuple[dict[str, list[dict]], Coun
                                           kind="paraphrase", spinner="human", original=p["a"],
                                           spun=Spun(p["b"], [], 0.0)))
 
+    # Paragraph level: runs of BBC paragraphs of 50-150 words, clean and spun.
+    pc = cfg.paragraphs
+    runs = sorted((f"{doc_id}#p{k}", doc_id, text[s:e]) for doc_id, text in corpora["bbc"]
+                  for k, (s, e) in enumerate(paragraph_runs(text, pc.min_words, pc.max_words)))
+    rng.shuffle(runs)
+    for rid, doc_id, text in runs[: pc.originals]:
+        original(dict(id=rid, doc_id=doc_id, source="bbc", level="paragraph"), text, pc.families)
+
     # Article level: each BBC article clean, fully spun, and with some paragraphs spun.
-    for doc_id, text in corpora["bbc"][: cfg.articles.max_articles]:
+    ac = cfg.articles
+    for doc_id, text in corpora["bbc"][: ac.max_articles]:
+        if split_of(doc_id) not in ac.splits:
+            continue
         base = dict(id=doc_id, doc_id=doc_id, source="bbc", level="article")
-        rows = [row(**base, kind="original", spinner="none", original=text)]
-        rows += spun_rows(base, text, spinners, cfg.seed, min_edits=cfg.articles.min_edits)
+        split = original(base, text, ac.families, ac.min_edits)
         paras = paragraphs(text)
         prng = random.Random(stable_int(cfg.seed, "partial", doc_id))
-        k = max(1, round(prng.uniform(*cfg.articles.partial_share) * len(paras)))
+        k = max(1, round(prng.uniform(*ac.partial_share) * len(paras)))
         regions = sorted(prng.sample(paras, min(k, len(paras))))
-        rows += spun_rows(base, text, {"thesaurus": spinners["thesaurus"]}, cfg.seed, regions, kind="partial",
-                          min_edits=cfg.articles.min_edits)
-        out[split_of(doc_id)].extend(rows)
-    return out, skipped
+        jobs.extend(Job(split, base, text, f, "partial", regions, ac.min_edits)
+                    for f in draw_families(ac.partial_families, doc_id + ":partial", cfg.seed))
+
+    counts = word_counts(t for texts in corpora.values() for _, t in texts)
+    resources = Resources(require(root, cfg.sources.lexicon, "sources.lexicon"), counts)
+    spinners = make_spinners(cfg.spinners, resources)
+    for split, r in run_jobs(jobs, spinners, cfg.seed, quiet):
+        out[split].append(r)
+    vocabulary = {w for w, n in counts.items() if n >= cfg.tables_min_count}
+    return out, skipped, {name: sp.table(vocabulary) for name, sp in spinners.items()}
 
 
 def card(cfg: DataConfig, root: Path, splits: dict[str, list[dict]], skipped: Counter, seconds: float) -> dict:
@@ -329,7 +409,7 @@ def features():
                      "edits": List(edit), "word_labels": List(Value("int8"))})
 
 
-def build(cfg: DataConfig) -> dict:
+def build(cfg: DataConfig, quiet: bool = False) -> dict:
     """Build the dataset described by `cfg`; returns its card."""
     import datasets
     from datasets import Dataset, DatasetDict
@@ -339,11 +419,14 @@ def build(cfg: DataConfig) -> dict:
     root = cfglib.data_root(cfg.data_root)
     if not root.is_dir():
         raise MissingCorpus(f"data_root not found: {root} (set data_root in the config or UNSPIN_DATA_ROOT)")
-    splits, skipped = build_rows(cfg, root)
+    splits, skipped, tables = build_rows(cfg, root, quiet)
     out = Path(cfg.output_dir)
     dd = DatasetDict({s: Dataset.from_list(splits.get(s, []), features=features()) for s in ("train", "validation", "test")})
     dd.save_to_disk(str(out))
+    with gzip.open(out / TABLES, "wt", encoding="utf-8") as f:
+        json.dump(tables, f)
     c = card(cfg, root, splits, skipped, time.time() - t0)
+    c["tables"] = {name: len(t) for name, t in tables.items()}
     (out / "card.json").write_text(json.dumps(c, indent=2))
     (out / "README.md").write_text(card_markdown(c))
     return c
@@ -353,10 +436,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/data.yaml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.set)
-        c = build(cfg)
+        c = build(cfg, args.quiet)
     except (cfglib.ConfigError, MissingCorpus) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Synonym dictionaries the spinners draw from: the Moby thesaurus and the tortured-phrase lexicon.
+"""Lexical resources, each read in one place: casing and crude inflection, the Moby thesaurus, the
+tortured-phrase lexicon, WordNet, and nearest neighbours in a word-embedding space.
 
 A dictionary maps a lower-case word or phrase to its candidate replacements, best first.
 """
@@ -7,6 +8,26 @@ from __future__ import annotations
 import csv
 import functools
 from pathlib import Path
+
+
+def keep_case(src: str, dst: str) -> str:
+    if len(src) > 1 and src.isupper():
+        return dst.upper()
+    if src[:1].isupper():
+        return dst[:1].upper() + dst[1:]
+    return dst
+
+
+# Crude inflection, as spinners do it: strip a suffix, look the stem up, glue the suffix back on.
+SUFFIXES = [("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ly", "")]
+
+
+def inflect(word: str, suffix: str) -> str:
+    if suffix == "ies" or (suffix == "s" and word.endswith("y") and word[-2:-1] not in "aeiou"):
+        return word[:-1] + "ies"
+    if suffix in ("ed", "ing") and word.endswith("e"):
+        return word[:-1] + suffix
+    return word + ("s" if suffix == "es" and not word.endswith(("s", "x", "ch", "sh")) else suffix)
 
 
 def moby_path() -> Path:
@@ -91,3 +112,87 @@ def load_tortured(path: Path, skip_expected: set[str], include_uncertain: bool) 
                 papers = 0
             rows.setdefault(expected, []).append((papers, tortured))
     return {k: [t for _, t in sorted(v, key=lambda x: -x[0])] for k, v in rows.items()}
+
+
+# The lexicographer-file names NLTK's reader needs; Debian's wordnet-base ships the databases without them.
+_LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+             "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+             "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+             "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+             "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+             "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather "
+             "adj.ppl").split()
+
+
+@functools.lru_cache(maxsize=2)
+def load_wordnet(path: str):
+    """NLTK's WordNet reader over the databases at `path` (Debian's wordnet-base: /usr/share/wordnet)."""
+    import shutil
+    import tempfile
+
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    src = Path(path)
+    if not (src / "data.noun").is_file():
+        raise FileNotFoundError(f"WordNet databases not found in {src} (Debian package wordnet-base; make setup)")
+    stage = Path(tempfile.mkdtemp(prefix="unspin-wordnet-"))
+    for f in src.iterdir():
+        if f.is_file():
+            shutil.copyfile(f, stage / f.name)  # NLTK refuses links that resolve outside its root
+    if not (stage / "lexnames").exists():
+        cat = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
+        (stage / "lexnames").write_text("".join(f"{i:02d}\t{n}\t{cat[n.split('.')[0]]}\n"
+                                                for i, n in enumerate(_LEXNAMES)))
+    nltk.data.path.append(str(stage))  # NLTK reads only below its allowed data paths
+    import warnings
+
+    class Reader(WordNetCorpusReader):
+        def map_wn(self, version="wordnet"):  # the multilingual mapping needs index.sense: not shipped, not used
+            return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "multilingual functions are not available": not needed
+        return Reader(str(stage), None)
+
+
+def same_stem(a: str, b: str) -> bool:
+    """Inflections and derivations of one word ("economy", "economic") are not synonyms to swap in."""
+    n = min(len(a), len(b), 5)
+    return a[:n] == b[:n] or a in b or b in a
+
+
+def suffix_class(word: str) -> str:
+    """A crude word-class hint from the ending, so a neighbour keeps the grammar ("rose" for "rise" is not)."""
+    for suffix in ("ing", "ed", "ly", "ies", "s"):
+        if word.endswith(suffix) and not word.endswith("ss"):
+            return suffix
+    return ""
+
+
+def embedding_neighbours(vectors, tokens: list[str], queries: list[str], k: int, min_similarity: float,
+                         batch: int = 2048) -> dict[str, list[tuple[str, float]]]:
+    """For each query word among `tokens`, the `k` most cosine-similar other tokens (best first) that are
+    not forms of the same word and share its ending class. `vectors` is one row per token."""
+    import numpy as np
+
+    v = np.asarray(vectors, dtype=np.float32)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-8)
+    index = {t: i for i, t in enumerate(tokens)}
+    todo = [q for q in dict.fromkeys(queries) if q in index]
+    out: dict[str, list[tuple[str, float]]] = {}
+    for b in range(0, len(todo), batch):
+        chunk = todo[b:b + batch]
+        sims = v[[index[q] for q in chunk]] @ v.T
+        top = np.argpartition(-sims, min(len(tokens) - 1, 4 * k + 8), axis=1)[:, :4 * k + 8]
+        for q, row, cand in zip(chunk, sims, top):
+            found = []
+            for j in cand[np.argsort(-row[cand])]:
+                t = tokens[j]
+                if row[j] < min_similarity or len(found) == k:
+                    break
+                if t != q and not same_stem(q, t) and suffix_class(t) == suffix_class(q):
+                    found.append((t, float(row[j])))
+            if found:
+                out[q] = found
+    return out

@@ -6,13 +6,18 @@ Scoring a batch:
   1. split each text into sentences; keep the prose ones (navigation, bylines... don't count);
   2. score all prose sentences of the batch together (per-word probabilities for the tagger);
   3. sentence score = calibrated function of its word probabilities;
-  4. text score = calibrated function of its sentence scores; label by the shipped threshold.
+  4. text score = calibrated function of its sentence scores;
+  5. texts the tagger is unsure of (score inside the `context` gate) are read again by a small language
+     model (`inference/signals.py`): each word's probability is fused with how much likelier a known
+     alternative would have been in its place, and the text is scored again with calibrators fitted for
+     that; label by the shipped threshold.
 """
 from __future__ import annotations
 
 import json
 import math
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,8 +54,11 @@ class Sentence:
     end: int
     words: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets
     probs: np.ndarray | None = None  # P(spun) per word (tagger) or None (baseline)
+    tagger_probs: np.ndarray | None = None  # the same before the context signal changed them
     raw: float | None = None  # baseline's sentence probability
     score: float = 0.0
+    context: np.ndarray | None = None  # per word: language-model features (inference/signals.py)
+    preferred: dict[int, str] | None = None  # word index -> the alternative the language model prefers
 
 
 @dataclass
@@ -107,6 +115,25 @@ class Detector:
         self.suggester = None
         lex = meta.get("lexicon") or {}
         self.use_lexicon(lex.get("phrases", []), lex.get("score", 0.99))
+        ctx = meta.get("context") or {}
+        self.gate = tuple(ctx.get("gate", (0.0, 1.0)))
+        self.fusion = Linear(**ctx["fusion"]) if ctx.get("fusion") else None
+        self.context_calibrators = tuple(Linear(**ctx[k]) if ctx.get(k) else None
+                                         for k in ("sentence_calibrator", "text_calibrator"))
+        self.use_context = True  # evaluation switches it off to measure what the signal adds
+        self.stats = Counter()  # texts scored, and how many of them the language model read
+
+    @property
+    def context(self):
+        """The language-model signal, when this detector ships one (it needs the suggester's candidates)."""
+        ctx = self.meta.get("context")
+        if not ctx or self.suggester is None or self.fusion is None or not self.use_context:
+            return None
+        if getattr(self, "_context", None) is None:
+            from inference.signals import ContextSignal
+
+            self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], ctx["quantize"])
+        return self._context
 
     def use_lexicon(self, phrases: list[str], score: float) -> None:
         self.meta["lexicon"] = {"phrases": sorted(phrases), "score": score}
@@ -162,6 +189,10 @@ class Detector:
         for name in ("sentence_calibrator", "text_calibrator"):
             cal = getattr(self, name)
             meta[name] = cal.__dict__ if cal else None
+        if meta.get("context"):
+            meta["context"] = dict(meta["context"], gate=list(self.gate), fusion=self.fusion and self.fusion.__dict__,
+                                   **{k: c and c.__dict__ for k, c in zip(("sentence_calibrator", "text_calibrator"),
+                                                                          self.context_calibrators)})
         if self.tagger is not None:
             self.tagger.save(path / "tagger")
         else:
@@ -209,6 +240,8 @@ class Detector:
                 for a in out:
                     for s in a.sentences:
                         self.mark_lexicon_hits(a.text, s)
+            for s in flat:
+                s.tagger_probs = s.probs
         elif chunks:
             for s, p in zip(flat, self.baseline.predict_proba(chunks)[:, 1]):
                 s.raw = float(p)
@@ -224,15 +257,41 @@ class Detector:
                     break
 
     def calibrate(self, analyses: list[Analysis]) -> list[float]:
-        """Fill sentence scores; return text scores."""
+        """Fill sentence scores; return text scores (read again with the context signal inside its gate)."""
+        for a in analyses:
+            for s in a.sentences:
+                s.probs = s.tagger_probs if s.tagger_probs is not None else s.probs
+        scores = self.calibrate_with(analyses, self.sentence_calibrator, self.text_calibrator)
+        lo, hi = self.gate
+        gated = [i for i, (a, v) in enumerate(zip(analyses, scores)) if a.sentences and lo <= v <= hi]
+        self.stats["texts"] += len(analyses)
+        if self.context is not None and gated:
+            self.stats["context_texts"] += len(gated)
+            picked = [analyses[i] for i in gated]
+            self.fuse(picked)
+            for i, v in zip(gated, self.calibrate_with(picked, *self.context_calibrators)):
+                scores[i] = v
+        return scores
+
+    def fuse(self, analyses: list[Analysis]) -> None:
+        """Word probabilities from the tagger's and the language model's evidence together."""
+        from inference.signals import fusion_features
+
+        self.context.price([a for a in analyses if any(s.context is None for s in a.sentences)])
+        for a in analyses:
+            for s in a.sentences:
+                if len(s.words):
+                    s.probs = self.fusion(fusion_features(s.tagger_probs, s.context))
+
+    def calibrate_with(self, analyses: list[Analysis], sentence_calibrator, text_calibrator) -> list[float]:
         for a in analyses:
             if a.sentences:
                 X = [sentence_features(s, self.word_threshold) for s in a.sentences]
-                scores = self.sentence_calibrator(X) if self.sentence_calibrator else np.array(X)[:, 0]
+                scores = sentence_calibrator(X) if sentence_calibrator else np.array(X)[:, 0]
                 for s, v in zip(a.sentences, scores):
                     s.score = float(v)
         X = [text_features(a, self.word_threshold) for a in analyses]
-        return list(self.text_calibrator(X)) if self.text_calibrator else [x[0] for x in X]
+        return list(text_calibrator(X)) if text_calibrator else [x[0] for x in X]
 
     def error_record(self, id, message: str) -> dict:
         return error_record(id, message, self.threshold, self.model_info)
@@ -264,7 +323,8 @@ class Detector:
                                 "score": round(float(max(s.probs[j] for j in run)), 6), "suggestion": None})
                 run = [k] if flagged else []
         if self.suggester is not None:
-            self.suggester.fill(a.text, out)
+            preferred = {s.words[i][0]: alt for s in a.sentences if s.preferred for i, alt in s.preferred.items()}
+            self.suggester.fill(a.text, out, preferred)
         return out
 
     def score(self, texts, ids=None):

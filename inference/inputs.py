@@ -10,7 +10,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -19,6 +19,7 @@ from bs4 import BeautifulSoup, CData, NavigableString
 
 ARTICLE_EXTS = {".txt", ".md", ".html", ".htm"}
 HTML_EXTS = {".html", ".htm"}
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark
 STDIN = "-"
 
 # Elements whose text is never prose (code, styling, fallbacks, templates, page metadata).
@@ -177,14 +178,17 @@ def _iter_jsonl(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[Record]
         if not line.strip():
             continue
         if lineno == 1:
-            line = line.removeprefix(b"\xef\xbb\xbf")  # UTF-8 byte order mark
+            line = line.removeprefix(BOM)
         try:
             row = json.loads(line.decode("utf-8"))
         except UnicodeDecodeError:
             yield Record(id=where, error=f"line {lineno}: not UTF-8 text")
             continue
-        except ValueError as e:  # JSONDecodeError, or absurd numbers
+        except ValueError as e:  # JSONDecodeError, or a number over Python's int-string conversion limit
             yield Record(id=where, error=f"line {lineno}: malformed JSON: {getattr(e, 'msg', e)}")
+            continue
+        except RecursionError:  # the C decoder recurses once per nesting level
+            yield Record(id=where, error=f"line {lineno}: malformed JSON: nested too deeply")
             continue
         if not isinstance(row, dict):
             yield Record(id=where, error=f"line {lineno}: not a JSON object")
@@ -213,32 +217,120 @@ def _read_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | Non
 
 
 def _iter_csv(path: str, max_bytes: int) -> Iterator[Record]:
-    # surrogateescape: undecodable bytes become lone surrogates, so only the rows holding them fail.
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        reader = csv.DictReader(f)
-        try:
-            header = reader.fieldnames or []
-        except csv.Error as e:
-            yield Record(id=path, error=f"malformed CSV header: {e}")
+    with open(path, "rb") as f:
+        rows = CsvRows(f)
+        header = next(iter(rows), None)
+        if header is None or header.error:
+            yield Record(id=path, error=f"malformed CSV header: {header.error if header else 'empty file'}")
             return
-        missing = [c for c in ("id", "text") if c not in header]
+        names = header.cells
+        missing = [c for c in ("id", "text") if c not in names]
         if missing:
-            yield Record(id=path, error=f"CSV has no column {', '.join(missing)} (columns: {', '.join(header)})")
+            yield Record(id=path, error=f"CSV has no column {', '.join(missing)} (columns: {', '.join(names)})")
             return
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                yield Record(id=f"{path}:{reader.line_num}", error=f"line {reader.line_num}: malformed CSV: {e}")
+        rows.width = len(names)
+        for row in rows:
+            where = f"{path}:{row.line}"
+            if row.error:
+                yield Record(id=where, error=f"line {row.line}: malformed CSV: {row.error}")
                 continue
-            where = f"{path}:{reader.line_num}"
-            values = [v for v in row.values() if isinstance(v, str)]
-            if any(_bad_unicode(v) for v in values):
-                yield Record(id=_clean_id(row.get("id")) or where, error="not UTF-8 text")
+            values = dict(zip(names, row.cells))
+            if any(_bad_unicode(v) for v in values.values()):
+                yield Record(id=_clean_id(values.get("id")) or where, error="not UTF-8 text")
                 continue
-            yield make_record(row, where, max_bytes)
+            yield make_record(values, where, max_bytes)
+
+
+class _Unclosed(Exception):
+    """A quoted field runs on into a line that an earlier malformed record already ran into."""
+
+
+@dataclass
+class CsvRow:
+    line: int              # physical line the record starts on (1-based)
+    start: int             # byte offsets of the record in the stream
+    end: int
+    cells: list[str] | None
+    error: str | None = None
+    complete: bool = True  # False: cut short by the end of the stream (no final LF, or an open quote)
+
+
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # a bare CR ends a line too (old Mac files), as it ends a CSV record
+
+
+class CsvRows:
+    """The records of a CSV byte stream (UTF-8, undecodable bytes kept as lone surrogates), in order.
+
+    Parsing is the csv module's, strict. Text that is not CSV (a quote never closed, a stray quote)
+    becomes one error row for the line it starts on, and reading carries on at the next line, so a bad
+    quote costs one record, not every later one. The lines it ran on into inside its quotes are never
+    again read as the inside of a quoted field: from that same state the parse would fail the same way.
+    So every line is parsed at most twice: linear time. A record with more cells than `width` is an
+    error row too, but a whole one (it is valid CSV).
+    """
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self._pending: list[bytes] = []  # lines read but not yet used, last first
+        self.line = 0       # lines used so far
+        self.pos = 0        # bytes used so far
+        self.width: int | None = None
+        self._closed_to = 0  # lines up to this one cannot continue a quoted field
+
+    def _next_line(self) -> bytes | None:
+        if not self._pending:
+            chunk = self._stream.readline()
+            if not chunk:
+                return None
+            if self.line == 0 and chunk.startswith(BOM):
+                chunk, self.pos = chunk[len(BOM):], self.pos + len(BOM)
+            self._pending = [p for p in _LONE_CR.split(chunk) if p][::-1]
+        line = self._pending.pop()
+        self.line += 1
+        self.pos += len(line)
+        return line
+
+    def _unread(self, lines: list[bytes]) -> None:
+        self._pending.extend(reversed(lines))
+        self.line -= len(lines)
+        self.pos -= sum(map(len, lines))
+
+    def __iter__(self) -> Iterator[CsvRow]:
+        while (first := self._next_line()) is not None:
+            row = self._parse(first)
+            if row.cells == []:
+                continue  # a blank line
+            yield row
+
+    def _parse(self, first: bytes) -> CsvRow:
+        line, start = self.line, self.pos - len(first)
+        taken, state = [first], {"eof": False}
+
+        def feed():
+            yield first.decode("utf-8", "surrogateescape")
+            while (nxt := self._next_line()) is not None:
+                taken.append(nxt)
+                if self.line <= self._closed_to:
+                    raise _Unclosed("quote not closed")
+                yield nxt.decode("utf-8", "surrogateescape")
+            state["eof"] = True
+
+        try:
+            cells = next(csv.reader(feed(), strict=True), [])
+        except (csv.Error, _Unclosed) as e:
+            self._closed_to = max(self._closed_to, line + len(taken) - 1)
+            self._unread(taken[1:])  # carry on at the line after the first
+            # a quote that ran on past its line failed because it was not closed there: say that, not where
+            error = "quote not closed" if state["eof"] or len(taken) > 1 else str(e)
+            return CsvRow(line, start, self.pos, None, error, not state["eof"])
+        # cut short: the stream ended with no final LF (a crash, even between CR and LF; or just a missing one)
+        complete = taken[-1].endswith(b"\n")
+        return CsvRow(line, start, self.pos, cells, self._width_error(cells), complete)
+
+    def _width_error(self, cells: list[str]) -> str | None:
+        if self.width is not None and len(cells) > self.width and any(c.strip() for c in cells[self.width:]):
+            return f"{len(cells)} cells, the header has {self.width}"
+        return None
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -291,39 +383,3 @@ def _bad_unicode(s: str) -> bool:
 
 def _too_big(what: str, size: int, limit: int) -> str:
     return f"{what} is {size} bytes, over the limit of {limit} bytes"
-
-
-# --- resume --------------------------------------------------------------------------------------
-
-def read_ids(path: str) -> set[str]:
-    """Ids already in an output file (JSONL, or CSV with an `id` column), for --resume.
-
-    Anything after the last newline is a record cut off by a crash: it is ignored here and dropped by
-    the writer on resume, so that record is scored again.
-    """
-    if path == STDIN or not os.path.exists(path):
-        return set()
-    with open(path, "rb") as f:
-        lines = [ln.decode("utf-8", "replace") for ln in _complete_lines(f)]
-    ids: set[str] = set()
-    if path.lower().endswith(".csv"):
-        rows = csv.reader(lines)
-        header = next(rows, [])
-        if "id" in header:
-            col = header.index("id")
-            ids.update(r[col] for r in rows if len(r) > col and r[col])
-        return ids
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("id"), str):
-            ids.add(row["id"])
-    return ids
-
-
-def _complete_lines(f: Iterable[bytes]) -> Iterator[bytes]:
-    for line in f:
-        if line.endswith(b"\n"):
-            yield line

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from collections import Counter, OrderedDict
@@ -29,9 +28,17 @@ from pathlib import Path
 
 from data import config as cfglib
 from inference.align import AlignConfig, Doc, RelationConfig, align, analyze, figures, relation
-from inference.inputs import Record, iter_records, make_record, read_ids
-from inference.outputs import open_writer
-from inference.references import FeaturesConfig, IndexConfig, IndexStateError, ReferenceIndex, fingerprint_input
+from inference.batch import run_batch
+from inference.inputs import Record, iter_records, make_record
+from inference.outputs import check_not_an_input
+from inference.references import (
+    FeaturesConfig,
+    IndexConfig,
+    IndexStateError,
+    ReferenceIndex,
+    fingerprint_input,
+    remove_index,
+)
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "match.yaml"
 RELATIONS = ("verbatim_copy", "spun_copy", "partial_copy", "independent", "no_match")
@@ -121,22 +128,18 @@ class Matcher:
 
     def add_references(self, inputs: list[str], progress: bool = False) -> Counter:
         """Index the records of `inputs` (paths as for iter_records) that are not indexed yet."""
+        from tqdm import tqdm
+
         self._cache.clear()
         counts: Counter = Counter()
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(unit="ref", file=sys.stderr, dynamic_ncols=True, desc="indexing")
-        for name in inputs:
-            key, fp = os.path.abspath(name), fingerprint_input(name, self.cfg.max_bytes)
-            if fp is not None and self.index.source_unchanged(key, fp):
-                counts["unchanged_inputs"] += 1
-                continue
-            counts.update(self.index.add(iter_records([name], self.cfg.max_bytes),
-                                         progress=bar.update if bar else None, source=(key, fp) if fp else None))
-        if bar:
-            bar.close()
+        with tqdm(unit="ref", file=sys.stderr, dynamic_ncols=True, desc="indexing", disable=not progress) as bar:
+            for name in inputs:
+                key, fp = os.path.abspath(name), fingerprint_input(name, self.cfg.max_bytes)
+                if fp is not None and self.index.source_unchanged(key, fp):
+                    counts["unchanged_inputs"] += 1
+                    continue
+                counts.update(self.index.add(iter_records([name], self.cfg.max_bytes), progress=bar.update,
+                                             source=(key, fp) if fp else None))
         return counts
 
     def add_texts(self, items: list[tuple[str, str]] | list[Record]) -> Counter:
@@ -251,12 +254,10 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
     cfg = cfg or MatchConfig()
     if output != "-" and not output.lower().endswith(".jsonl"):
         raise ValueError(f"output must end in .jsonl, or be - for stdout: {output}")
+    check_not_an_input(output, [*inputs, *(references or [])])  # before anything else: the writer truncates
     directory = Path(index_dir or cfg.index_dir)
-    if rebuild and directory.exists():
-        if any(directory.iterdir()) and not (directory / "manifest.json").exists() \
-                and not (directory / "refs.sqlite").exists():
-            raise ValueError(f"--rebuild: {directory} does not look like a reference index; not deleting it")
-        shutil.rmtree(directory)
+    if rebuild:
+        remove_index(directory)
     t0 = time.time()
     summary: dict = {"references": {}, "records": 0, "errors": 0, "skipped": 0, **{r: 0 for r in RELATIONS}}
     with Matcher(cfg, directory) as m:
@@ -267,30 +268,12 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
         if not inputs:
             return summary
         if len(m) == 0:
-            raise ValueError(f"no references indexed in {directory}: pass --references")
-        done = read_ids(output) if resume and output != "-" and os.path.exists(output) else set()
+            raise ValueError(f"no references indexed in {directory}: pass --references (or check --index)")
         t1 = time.time()
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(unit="article", file=sys.stderr, dynamic_ncols=True, desc="matching")
-        def todo():
-            for r in iter_records(inputs, cfg.max_bytes):
-                if r.id in done:
-                    summary["skipped"] += 1
-                else:
-                    yield r
-
-        with open_writer(output, resume=resume) as writer:
-            for rec in match_records(m, todo(), cfg.workers):
-                writer.write(rec)
-                summary["records"] += 1
-                summary["errors" if rec["error"] else rec["relation"]] += 1
-                if bar:
-                    bar.update(1)
-        if bar:
-            bar.close()
+        counts = run_batch(inputs, output, lambda records: match_records(m, records, cfg.workers),
+                           lambda rec: "errors" if rec["error"] else rec["relation"], cfg.max_bytes, resume,
+                           progress, desc="matching")
+        summary.update(counts)
         seconds = time.time() - t1
         summary.update(match_seconds=round(seconds, 2),
                        articles_per_second=round(summary["records"] / max(seconds, 1e-9), 2))
@@ -308,7 +291,8 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     ap.add_argument("--index", metavar="DIR", help="index directory (default: index_dir in the config)")
     ap.add_argument("--rebuild", action="store_true", help="delete the index and index the references afresh")
-    ap.add_argument("--resume", action="store_true", help="skip ids already in OUT and append")
+    ap.add_argument("--resume", action="store_true",
+                    help="carry on after the records already in OUT (per id, as many as it holds) and append")
     ap.add_argument("--workers", type=int, help="processes matching inputs (default: workers in the config)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)

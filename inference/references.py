@@ -22,8 +22,12 @@ On disk (`index_dir`):
   setting is an error, not a silently mixed index), and fingerprints of the reference inputs already read.
 Adding references appends rows and one segment; existing references are never re-read or re-tokenised
 (opening the index rebuilds the in-memory postings from the segments' integer arrays: about a second
-for 100,000 references). A crash between the two writes leaves rows without a segment: the next open
-indexes them from the stored text. One process adds at a time (a lock file); readers need no lock.
+for 100,000 references). Every write (creating, adding, healing, merging) holds the writer lock
+(`.lock`) and starts from the index as the last writer left it; files are replaced by renaming a
+synced temporary file of their own. So any number of processes may open and add at once: writers take
+turns and lose nothing, readers never wait. A crash between the two writes of an add leaves rows
+without a segment: the next writer (or the next open, when no one is writing) indexes them from the
+stored text. Opening creates nothing: only adding creates an index.
 """
 from __future__ import annotations
 
@@ -31,10 +35,13 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import zlib
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -87,7 +94,7 @@ def load_vocabulary(name: str) -> frozenset[str]:
 
 def _swappable(word: str, vocab: frozenset[str]) -> bool:
     """Whether a thesaurus spinner could look `word` up (as written or after crude suffix stripping)."""
-    from data.spinners import SUFFIXES
+    from data.dictionaries import SUFFIXES
 
     if word in vocab:
         return True
@@ -280,15 +287,24 @@ class SegmentBuilder:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write `path` via `write(binary file)` into a temporary file that is synced, then renamed over it
-    (and the rename synced): a crash leaves the old file or the new one, never a torn or empty one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
+    """Write `path` via `write(binary file)` into a temporary file of its own (unique: two writers never share
+    one) that is synced, then renamed over it (and the rename synced): a crash leaves the old file or the new
+    one, never a torn or empty one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _sync_dir(path.parent)
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -331,40 +347,166 @@ class IndexStateError(RuntimeError):
     pass
 
 
+INDEX_FILES = frozenset({"manifest.json", "refs.sqlite", "refs.sqlite-wal", "refs.sqlite-shm", "segments", ".lock"})
+TMP_SUFFIX = ".tmp"
+SCHEMA = ("CREATE TABLE IF NOT EXISTS refs (num INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
+          "title TEXT, text TEXT NOT NULL, spans BLOB)")
+
+
+def _empty_manifest() -> dict:
+    return {"version": FORMAT_VERSION, "segments": [], "indexed_upto": 0, "next_segment": 1, "sources": {},
+            "features": None}
+
+
+def is_index(directory: str | Path) -> bool:
+    """Whether `directory` holds an unspin reference index: its manifest, or the database of one that an
+    older version created and never added to (not just any manifest.json)."""
+    directory = Path(directory)
+    try:
+        m = json.loads((directory / "manifest.json").read_text())
+        return isinstance(m, dict) and {"version", "segments", "indexed_upto", "sources"} <= set(m)
+    except (OSError, ValueError):
+        return (directory / "refs.sqlite").is_file()
+
+
+def _foreign(directory: Path) -> list[str]:
+    """Entries of `directory` that are not an index's own (nor its temporary files)."""
+    return sorted(p.name for p in directory.iterdir() if p.name not in INDEX_FILES and not p.name.endswith(TMP_SUFFIX))
+
+
+def remove_index(directory: str | Path) -> None:
+    """Delete the index in `directory` (--rebuild): its own files only, and nothing at all in a directory
+    that is not an unspin reference index."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not directory.is_dir() or (not is_index(directory) and _foreign(directory)):
+        raise IndexStateError(f"{directory} is not an unspin reference index (no manifest.json or refs.sqlite of "
+                              f"one): not deleting anything in it; check --index")
+    for p in directory.iterdir():
+        if p.name in INDEX_FILES or p.name.endswith(TMP_SUFFIX):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if not any(directory.iterdir()):
+        directory.rmdir()
+
+
 class ReferenceIndex:
-    """Open (creating if needed) the index in `directory`."""
+    """The index in `directory`. Opening it writes nothing (a directory that holds no index reads as an
+    empty one and is not created) unless the index needs upkeep that no other process is doing: rows a
+    crashed writer stored without features, or more than `max_segments` segments. Adding creates the
+    index, in a new or empty directory only.
+
+    Every write (creating, healing, compacting, adding) holds the writer lock (`.lock`) and starts from
+    the index as the last writer left it, so processes can open and add to one index at once: writers
+    take turns, readers never wait."""
 
     def __init__(self, directory: str | Path, features: FeaturesConfig | None = None,
                  cfg: IndexConfig | None = None):
         self.dir = Path(directory)
         self.cfg = cfg or IndexConfig()
         self.featurizer = Featurizer(features or FeaturesConfig())
-        (self.dir / "segments").mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.dir / "refs.sqlite"))
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS refs (num INTEGER PRIMARY KEY AUTOINCREMENT, "
-                        "id TEXT UNIQUE NOT NULL, title TEXT, text TEXT NOT NULL, spans BLOB)")
-        self.db.commit()
-        self.manifest = self._read_manifest()
-        fp = self.featurizer.fingerprint()
-        if self.manifest.get("features") not in (None, fp):
-            raise IndexStateError(f"index {self.dir} was built with other feature settings "
-                              f"({self.manifest['features']}); use another index_dir or --rebuild")
-        self.manifest["features"] = fp
-        self._ids: set[str] | None = None
-        segs = [Segment.load(self.dir / "segments" / name) for name in self.manifest["segments"]]
-        if len(segs) > self.cfg.max_segments:
-            segs = [self._compact(segs)]
-        self._set_segments(segs)
-        self._heal()
+        self.db: sqlite3.Connection | None = None
+        self.manifest = {**_empty_manifest(), "features": self.featurizer.fingerprint()}
+        self._on_disk, self._ids = _empty_manifest(), None
+        self._set_segments([])
+        if not is_index(self.dir):
+            return
+        self._connect()
+        self._load()
+        if self._upkeep_due():
+            with self._locked(wait=False) as got:  # busy: its holder is writing, and heals as it goes
+                if got:
+                    self._sync()
+                    self._upkeep()
 
     # persistence
+
+    def _connect(self):
+        # mode=rw: open the existing database, never create one
+        self.db = sqlite3.connect((self.dir / "refs.sqlite").resolve().as_uri() + "?mode=rw", uri=True)
+
+    def _create(self):
+        """Create the index (under the writer lock) in a new or empty directory, never in one holding
+        anything else: a mistyped path must not turn someone's directory into an index."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise IndexStateError(f"{self.dir} is not a directory: cannot create a reference index there")
+        if self.dir.is_dir() and not is_index(self.dir) and (foreign := _foreign(self.dir)):
+            raise IndexStateError(f"{self.dir} is not an unspin reference index and not empty ({', '.join(foreign[:3])}"
+                                  f"{'...' if len(foreign) > 3 else ''}): not creating one in it; check --index")
+        (self.dir / "segments").mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            if not is_index(self.dir):  # else another process created it meanwhile
+                # Built under a temporary name and renamed: no process ever sees a database without its table.
+                fd, tmp = tempfile.mkstemp(dir=self.dir, prefix="refs.sqlite.", suffix=TMP_SUFFIX)
+                os.close(fd)
+                db = sqlite3.connect(tmp)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(SCHEMA)
+                db.commit()
+                db.close()
+                os.replace(tmp, self.dir / "refs.sqlite")
+                self._write_manifest()
+        self._connect()
+        self.db.execute(SCHEMA)  # an older version's database, created on open and never added to
+
+    @contextmanager
+    def _locked(self, wait: bool = True):
+        """The writer lock; yields whether it was taken (always, when `wait`)."""
+        with open(self.dir / ".lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _load(self):
+        """The manifest and its segments as on disk."""
+        while True:
+            m = self._read_manifest()
+            try:
+                segs = [Segment.load(self.dir / "segments" / name) for name in m["segments"]]
+                break
+            except FileNotFoundError:
+                if self._read_manifest() == m:
+                    raise IndexStateError(f"{self.dir}: a segment listed in manifest.json is missing; use --rebuild")
+                # else a writer compacted the segments between the two reads: read its manifest
+        fp = self.featurizer.fingerprint()
+        if m.get("features") not in (None, fp):
+            raise IndexStateError(f"index {self.dir} was built with other feature settings "
+                                  f"({m['features']}); use another index_dir or --rebuild")
+        self._on_disk, self.manifest, self._ids = m, {**m, "features": fp}, None
+        self._set_segments(segs)
+
+    def _sync(self):
+        """Under the writer lock: catch up with what other processes wrote since this one read the index."""
+        if self._read_manifest() != self._on_disk:
+            self._load()
+
+    def _upkeep_due(self) -> bool:
+        return len(self.manifest["segments"]) > self.cfg.max_segments or self._unindexed_rows()
+
+    def _upkeep(self):
+        """Under the writer lock: index rows stored without features (a crash between the two writes),
+        merge segments past `max_segments`, and remove temporary files a crashed writer left."""
+        for tmp in [*self.dir.glob("*" + TMP_SUFFIX), *(self.dir / "segments").glob("*" + TMP_SUFFIX)]:
+            tmp.unlink(missing_ok=True)
+        if len(self.manifest["segments"]) > self.cfg.max_segments:
+            self._set_segments([self._compact(self.segments)])
+        if self._unindexed_rows():
+            self._heal()
+
+    def _unindexed_rows(self) -> bool:
+        return self.db.execute("SELECT EXISTS (SELECT 1 FROM refs WHERE num > ?)",
+                               (self.manifest["indexed_upto"],)).fetchone()[0] == 1
 
     def _read_manifest(self) -> dict:
         path = self.dir / "manifest.json"
         if not path.exists():
-            return {"version": FORMAT_VERSION, "segments": [], "indexed_upto": 0, "next_segment": 1,
-                    "sources": {}, "features": None}
+            return _empty_manifest()
         try:
             m = json.loads(path.read_text())
         except ValueError as e:
@@ -375,6 +517,7 @@ class ReferenceIndex:
 
     def _write_manifest(self):
         atomic_write(self.dir / "manifest.json", lambda f: f.write(json.dumps(self.manifest, indent=1).encode()))
+        self._on_disk = json.loads(json.dumps(self.manifest))
 
     def _new_segment(self, seg: Segment) -> str:
         name = f"seg-{self.manifest['next_segment']:06d}.npz"
@@ -392,7 +535,7 @@ class ReferenceIndex:
         return merged
 
     def _heal(self):
-        """Index rows stored but not in a segment (a crash between the two writes)."""
+        """Index rows stored but not in a segment."""
         upto = self.manifest["indexed_upto"]
         pending = self.db.execute("SELECT num, text FROM refs WHERE num > ? ORDER BY num", (upto,)).fetchall()
         if pending:
@@ -446,26 +589,25 @@ class ReferenceIndex:
 
     def add(self, records: Iterable, progress=None, source: tuple[str, str] | None = None) -> Counter:
         """Add Records (inference.inputs) whose id is new; returns counts: added, existing, errors:<reason>.
-        `source` (key, fingerprint) marks the input they came from as read, once they are all stored."""
+        `source` (key, fingerprint) marks the input they came from as read, once they are all stored.
+        Creates the index if there is none yet; waits while another process writes to it."""
         counts: Counter = Counter()
-        lock = open(self.dir / ".lock", "w")  # noqa: SIM115 - one writer at a time (closed below)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            self._add(records, progress, counts)
-            if source is not None:
-                self.manifest["sources"][source[0]] = source[1]
-                self._write_manifest()
-            return counts
-        except BaseException:
-            self._ids = None  # ids of records read but not stored must not count as indexed
-            raise
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock.close()
+        if self.db is None:
+            self._create()
+        with self._locked():
+            try:
+                self._sync()
+                self._upkeep()
+                self._add(records, progress, counts)
+                if source is not None:
+                    self.manifest["sources"][source[0]] = source[1]
+                    self._write_manifest()
+                return counts
+            except BaseException:
+                self._ids = None  # ids of records read but not stored must not count as indexed
+                raise
 
     def _add(self, records, progress, counts: Counter) -> Counter:
-        if self._read_manifest()["segments"] != self.manifest["segments"]:
-            raise IndexStateError(f"{self.dir} was changed by another process since it was opened; open it again")
         known = self.ids()
         pool = None
         workers = self.cfg.workers or os.cpu_count() or 1
@@ -660,10 +802,12 @@ class ReferenceIndex:
 
     def reconnect(self):
         """A fresh SQLite connection (in a forked process)."""
-        self.db = sqlite3.connect(str(self.dir / "refs.sqlite"))
+        if self.db is not None:
+            self._connect()
 
     def close(self):
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
 
 def _batches(it: Iterable, size: int) -> Iterator[list]:

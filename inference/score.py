@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 import time
 
 from inference import settings
-from inference.inputs import Record, iter_records, read_ids, text_error
-from inference.outputs import open_writer
+from inference.batch import run_batch
+from inference.inputs import Record, text_error
+from inference.outputs import check_not_an_input
 
 
 def score_batch(det, batch: list[Record]) -> list[dict]:
@@ -58,34 +58,26 @@ def load_detector(cfg: settings.InferenceConfig):
 def run(inputs: list[str], output: str, model: str, threshold: float | None = None, resume: bool = False,
         batch_size: int = 32, max_bytes: int = 1_000_000, progress: bool = True, quantize: bool | None = None) -> dict:
     """Score `inputs` into `output`; returns the summary figures."""
-    from tqdm import tqdm
-
+    check_not_an_input(output, inputs)  # before anything else: the writer would truncate it
     det = load_detector(settings.InferenceConfig(model=model, threshold=threshold, quantize=quantize))
-    done = read_ids(output) if resume and output != "-" and os.path.exists(output) else set()
-    counts = {"records": 0, "spun": 0, "clean": 0, "errors": 0, "skipped": 0}
-    t0 = time.time()
+    return score_files(det, inputs, output, resume, batch_size, max_bytes, progress)
 
-    def todo():
-        for r in iter_records(inputs, max_bytes):
-            if r.id in done:
-                counts["skipped"] += 1
-            else:
-                yield r
 
-    records = todo()
-    bar = tqdm(unit="article", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-    with open_writer(output, resume=resume) as writer:
+def score_files(det, inputs: list[str], output: str, resume: bool = False, batch_size: int = 32,
+                max_bytes: int = 1_000_000, progress: bool = True) -> dict:
+    """`run` with a loaded detector: one record per input record, in order (inference.batch)."""
+    def process(records):
+        records = iter(records)
         while batch := list(itertools.islice(records, batch_size)):
-            for rec in score_batch(det, batch):
-                writer.write(rec)
-                counts["records"] += 1
-                counts["errors" if rec["error"] else rec["label"]] += 1
-            bar.update(len(batch))
-    bar.close()
+            yield from score_batch(det, batch)
+
+    t0 = time.time()
+    counts = run_batch(inputs, output, process, lambda rec: "errors" if rec["error"] else rec["label"],
+                       max_bytes, resume, progress)
     seconds = time.time() - t0
-    counts.update(seconds=round(seconds, 2), articles_per_second=round(counts["records"] / max(seconds, 1e-9), 2),
-                  model=det.model_info, threshold=det.threshold)
-    return counts
+    return {**{k: counts[k] for k in ("records", "spun", "clean", "errors", "skipped")},
+            "seconds": round(seconds, 2), "articles_per_second": round(counts["records"] / max(seconds, 1e-9), 2),
+            "model": det.model_info, "threshold": det.threshold}
 
 
 def main(argv=None) -> int:
@@ -96,7 +88,8 @@ def main(argv=None) -> int:
     settings.add_common_args(ap, "inference config (default configs/inference.yaml)")
     ap.add_argument("--baseline", action="store_true", help="use the fast baseline model (`baseline_model`)")
     ap.add_argument("--threshold", type=float, help="override the shipped threshold (default `threshold`)")
-    ap.add_argument("--resume", action="store_true", help="skip ids already in OUT and append")
+    ap.add_argument("--resume", action="store_true",
+                    help="carry on after the records already in OUT (per id, as many as it holds) and append")
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
                     help="int8 (or --no-quantize: full-precision) encoder weights; default: as the model was calibrated")

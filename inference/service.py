@@ -9,18 +9,24 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
                         scoring requests running or waiting, `model_calls`: scoring calls so far
 
 A request that is not what the API takes gets a 4xx whose `detail` says what is wrong (400 bad JSON,
-401 API key, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd (empty, huge,
-binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
+401 API key, 408 body too slow, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd
+(empty, huge, binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
 once per process, in the background, into a scoring process (inference/scoring.py: a text whose
 scoring runs over `scoring.budget_s` gets an error record, and the event loop and /healthz never wait
 for scoring); one thread off the event loop waits for it (requests that queue up meanwhile are scored
 together in its next model call), bounded by `request_timeout_s` (504); more than `max_waiting_texts`
 texts waiting get 503 with Retry-After. SIGTERM stops accepting
 connections and lets in-flight requests finish (exit status 0).
+Slow clients are bounded (README, "Service limits and guarantees"): the API key is checked on the headers, before
+the body is read; a request's head and body must each arrive within a deadline, else the connection is
+closed; past `limit_concurrency` open connections a request gets 503. Without a key the service serves
+only on a loopback address unless `allow_public_without_key`; the key comes from an environment variable
+or a file, never from the command line.
 Settings: configs/service.yaml (`http:` and the top-level keys) and the inference section, configs/inference.yaml.
 """
 import argparse
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -32,12 +38,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Literal
 
+import h11
+import uvicorn
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors import Multiprocess
 
 from inference import settings
 from inference.scoring import InProcess, ScoringProcess
@@ -96,12 +106,56 @@ class Problem(BaseModel):
     errors: list[dict] | None = Field(default=None, description="schema errors: loc, msg, type")
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: Literal[True]
+    model: ModelInfo
+    in_flight: int = Field(description="scoring requests running or waiting")
+    model_calls: int = Field(description="scoring calls so far (each scores one or more requests)")
+
+
+class NotReady(BaseModel):
+    ready: Literal[False]
+    detail: str = Field(description="loading, or why the model failed to load")
+
+
+WHY = {400: "the body is not UTF-8 JSON, or Content-Length is not a number",
+       401: "API key missing or wrong (checked on the headers, before the body is read)",
+       408: "the body did not arrive in full within http.body_timeout_s",
+       413: "the body is larger than http.max_body_bytes",
+       415: "Content-Type is not application/json",
+       422: "the body does not match the request schema",
+       503: "not ready (the model is loading or failed to load), or more than http.max_waiting_texts texts waiting "
+            "(Retry-After says when to retry)",
+       504: "scoring took longer than http.request_timeout_s"}
+# What uvicorn answers itself, in plain text, to any request before it reaches the API.
+PROTOCOL = {400: "request line and headers larger than http.max_head_bytes, or not HTTP (plain text)",
+            503: "more than http.limit_concurrency open connections (plain text)"}
+
+
+def responses(*codes: int, problem: type[BaseModel] | None = Problem) -> dict:
+    """The error responses of an endpoint for /openapi.json: `codes` with a `problem` body, plus uvicorn's
+    plain-text ones (PROTOCOL), which any endpoint can get."""
+    out = {c: {"description": WHY[c], **({"model": problem} if problem else {})} for c in codes}
+    for c, why in PROTOCOL.items():
+        entry = out.setdefault(c, {"description": why})
+        entry["content"] = {"text/plain": {"schema": {"type": "string"}}}
+        if c in codes:
+            entry["description"] += "; or " + why
+    return out
+
+
 def request_models(max_id_chars: int, max_batch_items: int):
     """The request bodies, with the configured bounds (so /openapi.json states them)."""
 
     class ScoreRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        id: str = Field(min_length=1, max_length=max_id_chars, description="your id for the text; echoed back")
+        # The pattern only documents what _printable_id checks (with a clearer message): not blank.
+        id: str = Field(min_length=1, max_length=max_id_chars, description="your id for the text; echoed back",
+                        json_schema_extra={"pattern": r"\S"})
         text: str = Field(description="the article; empty, over-long or binary text gets a record with error set")
         title: str | None = Field(default=None, description="accepted and ignored")
 
@@ -244,35 +298,136 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": "; ".join(parts[:5]) + more, "errors": errors}, status_code=422)
 
 
-class BodyLimit:
-    """413 for a request body over `max_bytes`: at once from Content-Length, else while it streams in."""
+CLOSE = {"Connection": "close"}  # a request rejected before its body was read: the rest is never read either
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+
+class KeyGuard:
+    """401 for a request under `prefix` without the right key, decided on the headers alone: a huge or slow
+    body is never read. The key is compared as a SHA-256 digest with hmac.compare_digest, so the time taken
+    tells nothing about the key, not even its length."""
+
+    def __init__(self, app, key: str, header: str, prefix: str = "/v1/"):
+        self.app, self.prefix, self.header = app, prefix, header
+        self.name = header.lower().encode("latin-1")
+        self.digest = hashlib.sha256(key.encode("utf-8")).digest()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            problem = self.problem(dict(scope.get("headers") or []).get(self.name))
+            if problem:
+                response = JSONResponse({"detail": problem}, 401, headers={"WWW-Authenticate": "ApiKey", **CLOSE})
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def problem(self, given: bytes | None) -> str | None:
+        if not given:
+            return f"missing API key: send it in the {self.header} header"
+        if not hmac.compare_digest(hashlib.sha256(given).digest(), self.digest):
+            return "invalid API key"
+        return None
+
+
+class BodyGuard:
+    """A POST body bounded in size and in time: 413 when it is over `max_bytes` (at once from Content-Length,
+    else as it streams in), 408 when it has not arrived in full within `timeout_s` of the headers (a client
+    trickling a body would otherwise hold its connection for ever). Either closes the connection."""
+
+    def __init__(self, app, max_bytes: int, timeout_s: float):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         too_big = f"request body is larger than max_body_bytes={self.max_bytes} bytes"
         try:
             size = int(declared) if declared is not None else None
         except ValueError:
-            return await JSONResponse({"detail": "Content-Length is not a number"}, 400)(scope, receive, send)
+            return await JSONResponse({"detail": "Content-Length is not a number"}, 400, headers=CLOSE)(
+                scope, receive, send)
         if size is not None and size > self.max_bytes:
-            return await JSONResponse({"detail": too_big}, 413, headers={"Connection": "close"})(scope, receive, send)
-        seen = 0
+            return await JSONResponse({"detail": too_big}, 413, headers=CLOSE)(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        deadline, seen, complete = loop.time() + self.timeout_s, 0, False
 
-        async def limited():
-            nonlocal seen
-            message = await receive()
+        async def guarded():
+            nonlocal seen, complete
+            if complete:  # the body is in: later calls wait for a disconnect, which is not ours to bound
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except TimeoutError:
+                raise HTTPException(408, f"request body did not arrive in full within body_timeout_s="
+                                         f"{self.timeout_s:g} s", headers=CLOSE) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if seen > self.max_bytes:
-                    raise HTTPException(413, too_big)
+                    raise HTTPException(413, too_big, headers=CLOSE)
             return message
 
-        await self.app(scope, limited, send)
+        await self.app(scope, guarded, send)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with two bounds on slow clients that uvicorn lacks (it times out only idle
+    keep-alive connections): a request's line and headers must arrive within `head_timeout_s` of the
+    connection opening or of the previous response, else the connection is closed; and a response sent
+    before its request's body has fully arrived (401, 408, 413...) closes the connection instead of reading
+    on whatever the client still sends."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the request's head is in
+            self._cancel_head_timer()
+
+    def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self.transport.close()
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_timer()
+
+    def connection_lost(self, exc):
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self):
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.config.head_timeout_s, self._head_timeout)
+
+    def _cancel_head_timer(self):
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self):
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's settings plus `head_timeout_s` (read by GuardedH11Protocol, which it always uses)."""
+
+    def __init__(self, app, head_timeout_s: float, **kwargs):
+        super().__init__(app, http=GuardedH11Protocol, **kwargs)
+        self.head_timeout_s = head_timeout_s
+
+
+def server_settings(cfg: ServiceConfig) -> dict:
+    """ServerConfig's keyword arguments from the service settings (main and the tests use the same)."""
+    http = cfg.http
+    return {"host": http.host, "port": http.port, "log_level": cfg.log_level.lower(),
+            "timeout_graceful_shutdown": http.drain_timeout_s, "limit_concurrency": http.limit_concurrency,
+            "timeout_keep_alive": http.keep_alive_timeout_s, "head_timeout_s": http.head_timeout_s,
+            "h11_max_incomplete_event_size": http.max_head_bytes}
 
 
 def create_app(config: ServiceConfig | None = None, detector=None, on_load_failure=None) -> FastAPI:
@@ -303,7 +458,9 @@ def create_app(config: ServiceConfig | None = None, detector=None, on_load_failu
                   description="Detects machine-spun (synonym-swapped) text. Every scored text gets a score "
                               "record; see the ScoreRecord schema.")
     app.state.unspin = state
-    app.add_middleware(BodyLimit, max_bytes=http.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=http.max_body_bytes, timeout_s=http.body_timeout_s)
+    if key is not None:  # added last, so it runs first: before anything reads the body
+        app.add_middleware(KeyGuard, key=key, header=http.api_key_header)
 
     async def json_body(request: Request):
         ctype = request.headers.get("content-type", "")
@@ -311,44 +468,35 @@ def create_app(config: ServiceConfig | None = None, detector=None, on_load_failu
             raise HTTPException(415, f"Content-Type must be application/json, got {ctype or 'none'}")
 
     dependencies = [Depends(json_body)]
-    guard = []
-    if key is not None:
-        header = APIKeyHeader(name=http.api_key_header, auto_error=False,
-                              description=f"API key, in the {http.api_key_header} header")
+    # The key is checked by KeyGuard; this declares it in /openapi.json (and /docs' Authorize button).
+    guard = [Security(APIKeyHeader(name=http.api_key_header, auto_error=False, description=(
+        f"API key, in the {http.api_key_header} header")))] if key is not None else []
+    keyed = (401,) if key is not None else ()
+    scoring = responses(400, *keyed, 408, 413, 415, 422, 503, 504)
 
-        async def require_key(given: str | None = Security(header)):
-            if not given:
-                raise HTTPException(401, f"missing API key: send it in the {http.api_key_header} header",
-                                    headers={"WWW-Authenticate": "ApiKey"})
-            if not hmac.compare_digest(given.encode("utf-8", "replace"), key.encode()):
-                raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "ApiKey"})
-
-        guard = [Security(require_key)]
-
-    problems = {c: {"model": Problem} for c in (400, 401, 413, 415, 422, 503, 504)}
-
-    @app.post("/v1/score", response_model=ScoreRecord, dependencies=guard + dependencies, responses=problems,
+    @app.post("/v1/score", response_model=ScoreRecord, dependencies=guard + dependencies, responses=scoring,
               summary="Score one text")
     async def score_one(item: ScoreRequest):
         return (await state.score([(item.id, item.text)]))[0]
 
     @app.post("/v1/score/batch", response_model=BatchResponse, dependencies=guard + dependencies,
-              responses=problems, summary=f"Score up to {http.max_batch_items} texts")
+              responses=scoring, summary=f"Score up to {http.max_batch_items} texts")
     async def score_many(batch: BatchRequest):
         return {"records": await state.score([(i.id, i.text) for i in batch.items])}
 
-    @app.get("/v1/model", response_model=ModelResponse, dependencies=guard,
-             responses={c: {"model": Problem} for c in (401, 503)}, summary="The loaded model")
+    @app.get("/v1/model", response_model=ModelResponse, dependencies=guard, responses=responses(*keyed, 503),
+             summary="The loaded model")
     async def model():
         det = state.ready_detector()
         return {**det.model_info, "threshold": det.threshold, "uri": cfg.inference.model}
 
-    @app.get("/healthz", summary="Liveness: the process answers")
+    @app.get("/healthz", response_model=Health, responses=responses(problem=None),
+             summary="Liveness: the process answers")
     async def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: the model is loaded",
-             responses={503: {"description": "loading, or failed to load"}})
+    @app.get("/readyz", response_model=Ready, responses=responses(503, problem=NotReady),
+             summary="Readiness: the model is loaded")
     async def readyz():
         if state.detector is None:
             why = f"model failed to load: {state.load_error}" if state.load_error else "model is still loading"
@@ -398,16 +546,15 @@ def main(argv=None) -> int:
     overrides = settings.overrides(args)
     try:
         cfg = settings.load_service(args.config, overrides)
-        settings.api_key(cfg.http)
+        warnings = settings.check_http(cfg.http)
     except Exception as e:  # noqa: BLE001 - cannot start: say why
         print(f"error: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for warning in warnings:
+        log.warning(warning)
     settings.process_defaults(cfg.inference)
-    import uvicorn
 
-    common = {"host": cfg.http.host, "port": cfg.http.port, "log_level": cfg.log_level.lower(),
-              "timeout_graceful_shutdown": cfg.http.drain_timeout_s}
     # Before uvicorn takes the signals over, and once it has drained and re-raised the one it got:
     # a clean exit (status 0).
     def leave(signum, frame):
@@ -418,7 +565,9 @@ def main(argv=None) -> int:
     if cfg.http.workers > 1:
         os.environ[CONFIG_ENV] = str(args.config or "")
         os.environ[OVERRIDES_ENV] = json.dumps(overrides)
-        uvicorn.run("inference.service:app_from_env", factory=True, workers=cfg.http.workers, **common)
+        config = ServerConfig("inference.service:app_from_env", factory=True, workers=cfg.http.workers,
+                              **server_settings(cfg))
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
     failed = []
     server = None
@@ -427,7 +576,7 @@ def main(argv=None) -> int:
         failed.append(True)
         server.should_exit = True
 
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, on_load_failure=stop), **common))
+    server = uvicorn.Server(ServerConfig(create_app(cfg, on_load_failure=stop), **server_settings(cfg)))
     server.run()
     return 3 if failed or not server.started else 0
 

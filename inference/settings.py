@@ -10,6 +10,7 @@ either file can be overridden per run (`--set quantize=true`, `--set http.port=8
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field, fields
@@ -44,9 +45,15 @@ class HttpConfig:
     max_batch_items: int = 64
     score_batch_texts: int = 16
     max_waiting_texts: int = 128
-    api_key: str | None = None
     api_key_env: str | None = None
+    api_key_file: str | None = None
     api_key_header: str = "X-API-Key"
+    allow_public_without_key: bool = False
+    limit_concurrency: int = 64
+    keep_alive_timeout_s: float = 5.0
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 20.0
+    max_head_bytes: int = 16384
     drain_timeout_s: float = 30.0
 
 
@@ -144,6 +151,7 @@ def load_service(path: str | Path | None = None, overrides: list[str] | None = N
         item = item.removeprefix("inference.")
         (shared if item.split("=", 1)[0].split(".", 1)[0] in INFERENCE_KEYS else own).append(item)
     raw, path = _raw(path, SERVICE_DEFAULT, own)
+    _reject_inline_key(raw, path)
     for key in raw:
         if key in INFERENCE_KEYS | {"inference"}:
             raise cfglib.ConfigError(f"{path.name}.{key}: belongs in configs/inference.yaml, the inference section "
@@ -151,6 +159,14 @@ def load_service(path: str | Path | None = None, overrides: list[str] | None = N
     cfg = _build(ServiceConfig, raw, path)
     cfg.inference = load(None, shared)
     return _validate_service(cfg, path.name)
+
+
+def _reject_inline_key(raw: dict, path: Path) -> None:
+    if isinstance(raw.get("http"), dict) and "api_key" in raw["http"]:
+        raise cfglib.ConfigError(
+            f"{path.name}.http.api_key: not accepted: a key given with --set shows in `ps` to every user of this "
+            f"machine, and one written in a config file ends up in copies and version control. Put it in an "
+            f"environment variable named by http.api_key_env, or in a file (chmod 600) named by http.api_key_file")
 
 
 def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
@@ -163,6 +179,7 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
         "max_text_bytes": cfg.max_text_bytes, "max_id_chars": cfg.max_id_chars, "http.workers": http.workers,
         "http.max_body_bytes": http.max_body_bytes, "http.max_batch_items": http.max_batch_items,
         "http.score_batch_texts": http.score_batch_texts, "http.max_waiting_texts": http.max_waiting_texts,
+        "http.limit_concurrency": http.limit_concurrency, "http.max_head_bytes": http.max_head_bytes,
         "worker.batch_size": w.batch_size, "worker.block_ms": w.block_ms, "worker.claim_idle_ms": w.claim_idle_ms,
         "worker.claim_interval_ms": w.claim_interval_ms, "worker.max_attempts": w.max_attempts,
         "worker.max_message_bytes": w.max_message_bytes, "worker.prune_idle_ms": w.prune_idle_ms,
@@ -176,8 +193,11 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
     if not 0 < http.port < 65536:
         bad("http.port", f"must be 1..65535, got {http.port}")
     for key, value in [("http.request_timeout_s", http.request_timeout_s),
-                       ("http.drain_timeout_s", http.drain_timeout_s), ("worker.redis_timeout_s", w.redis_timeout_s),
-                       ("scoring.budget_s", sc.budget_s), ("scoring.start_timeout_s", sc.start_timeout_s)]:
+                       ("http.drain_timeout_s", http.drain_timeout_s),
+                       ("http.keep_alive_timeout_s", http.keep_alive_timeout_s),
+                       ("http.head_timeout_s", http.head_timeout_s), ("http.body_timeout_s", http.body_timeout_s),
+                       ("worker.redis_timeout_s", w.redis_timeout_s), ("scoring.budget_s", sc.budget_s),
+                       ("scoring.start_timeout_s", sc.start_timeout_s)]:
         if value <= 0:
             bad(key, f"must be positive, got {value}")
     for key, value in [("scoring.budget_s_per_100k_chars", sc.budget_s_per_100k_chars),
@@ -189,6 +209,8 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
         bad("scoring.loader", f"must be module:function (e.g. inference.score:load_detector), got {sc.loader!r}")
     if not http.api_key_header.strip():
         bad("http.api_key_header", "must be a header name")
+    if http.api_key_env and http.api_key_file:
+        bad("http.api_key_file", "set either http.api_key_env or http.api_key_file, not both")
     streams = [w.articles_stream, w.verdicts_stream, w.review_stream, w.dead_stream]
     if len(set(streams)) != len(streams):
         bad("worker", f"stream names must all differ: {streams}")
@@ -198,16 +220,52 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
 
 
 def api_key(cfg: HttpConfig) -> str | None:
-    """The key clients must send, or None. `api_key_env` names a variable that must then be set."""
+    """The key clients must send, or None: from the environment variable `api_key_env` or the file
+    `api_key_file`, never from the config itself (see `_reject_inline_key`)."""
     if cfg.api_key_env:
-        value = os.environ.get(cfg.api_key_env, "")
-        if not value.strip():
+        value = os.environ.get(cfg.api_key_env, "").strip()
+        if not value:
             raise cfglib.ConfigError(f"service.yaml.http.api_key_env: environment variable {cfg.api_key_env} "
                                      f"is not set or empty (unset api_key_env to run without a key)")
-        return value.strip()
-    if cfg.api_key is not None and not cfg.api_key.strip():
-        raise cfglib.ConfigError("service.yaml.http.api_key: empty key (use null for no key)")
-    return cfg.api_key
+        return value
+    if cfg.api_key_file:
+        try:
+            value = Path(cfg.api_key_file).expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise cfglib.ConfigError(f"service.yaml.http.api_key_file: cannot read {cfg.api_key_file}: {e}") from None
+        if not value:
+            raise cfglib.ConfigError(f"service.yaml.http.api_key_file: {cfg.api_key_file} is empty")
+        return value
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name, "", "0.0.0.0"...: assume other machines can reach it
+        return False
+
+
+def check_http(cfg: HttpConfig) -> list[str]:
+    """Refuse settings that would expose the service (ConfigError naming the key); returns warnings to log."""
+    warnings = []
+    key = api_key(cfg)
+    if key is None and not is_loopback(cfg.host):
+        if not cfg.allow_public_without_key:
+            raise cfglib.ConfigError(
+                f"service.yaml.http.host: {cfg.host!r} is reachable from other machines and no API key is set: "
+                f"set http.api_key_env or http.api_key_file, or http.allow_public_without_key=true to serve "
+                f"without a key")
+        warnings.append(f"serving on {cfg.host} WITHOUT an API key (http.allow_public_without_key is true): "
+                        f"anyone who can reach port {cfg.port} can use the service")
+    if cfg.api_key_file and not cfg.api_key_env:
+        mode = Path(cfg.api_key_file).expanduser().stat().st_mode & 0o077
+        if mode:
+            warnings.append(f"API key file {cfg.api_key_file} is readable by other users (chmod 600 it)")
+    return warnings
 
 
 def process_defaults(cfg: InferenceConfig) -> None:

@@ -2,7 +2,8 @@
 
 A reverse lookup of the spinner dictionaries (spun form -> originals it could have come from), with
 candidates ranked by how well they fit the words around the span in clean news text (unigram and
-bigram counts from the training originals). "best diplomat" -> "top diplomat",
+bigram counts from the training originals), or by the language model where it read the sentence (the
+alternative the context prefers). "best diplomat" -> "top diplomat",
 "counterfeit consciousness" -> "artificial intelligence".
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from data.spinners import SUFFIXES, inflect, keep_case
+from data.dictionaries import SUFFIXES, inflect, keep_case
 from data.text import is_word, words
 
 MAX_PHRASE = 4
@@ -55,8 +56,9 @@ class Suggester:
             score += self.context_weight * math.log1p(self.bigram.get(f"{toks[-1]} {right.lower()}", 0))
         return score
 
-    def suggest(self, text: str, start: int, end: int) -> str | None:
-        """The span text[start:end] with each phrase it knows replaced by its likeliest original."""
+    def suggest(self, text: str, start: int, end: int, preferred: dict[int, str] | None = None) -> str | None:
+        """The span text[start:end] with each phrase it knows replaced by its likeliest original.
+        `preferred`: word start offset -> the alternative a language model found likeliest there."""
         toks = [(start + s, start + e) for s, e in words(text[start:end])]
         head, tail = text[max(0, start - 80):start], text[end:end + 80]  # neighbours are near
         before = [head[s:e] for s, e in words(head) if is_word(head[s:e])]
@@ -66,6 +68,11 @@ class Suggester:
             for n in range(min(MAX_PHRASE, len(toks) - i), 0, -1):
                 s, e = toks[i][0], toks[i + n - 1][1]
                 cands = self.candidates(text[s:e]) if is_word(text[s:e]) else []
+                if n == 1 and preferred and s in preferred:
+                    out += [text[pos:s], keep_case(text[s:e], preferred[s])]
+                    pos, changed = e, True
+                    i += 1
+                    break
                 if cands:
                     left = text[toks[i - 1][0]:toks[i - 1][1]] if i else (before[-1] if before else None)
                     right = text[toks[i + n][0]:toks[i + n][1]] if i + n < len(toks) else (after[0] if after else None)
@@ -81,6 +88,6 @@ class Suggester:
         out.append(text[pos:end])
         return "".join(out) if changed else None
 
-    def fill(self, text: str, spans: list[dict]) -> None:
+    def fill(self, text: str, spans: list[dict], preferred: dict[int, str] | None = None) -> None:
         for span in spans:
-            span["suggestion"] = self.suggest(text, span["start"], span["end"])
+            span["suggestion"] = self.suggest(text, span["start"], span["end"], preferred)

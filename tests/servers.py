@@ -1,7 +1,9 @@
 """Real servers for the service, worker and MLflow serving tests (and bench/bench_service.py).
 
 Each server is a subprocess in its own session (process group) writing to a log file; `stop()`
-kills that group, so nothing a test started outlives it.
+kills that group, so nothing a test started outlives it. `serve_in_thread` runs the service's uvicorn
+server on 127.0.0.1 in a thread of the test process instead (real sockets, a model the test already
+loaded), and stops it on exit.
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,3 +156,27 @@ def start_worker(log: Path, *overrides: str, consumer: str | None = None, env: d
     if consumer:
         args += ["--consumer", consumer]
     return Server(args, log, env=env)
+
+
+@contextmanager
+def serve_in_thread(cfg, app):
+    """The service `app` under uvicorn with the settings of `cfg` (inference.service.server_settings), on a
+    free port of 127.0.0.1, served from a thread; yields its base URL."""
+    import uvicorn
+
+    from inference.service import ServerConfig, server_settings
+
+    port = free_port()
+    server = uvicorn.Server(ServerConfig(app, **{**server_settings(cfg), "host": "127.0.0.1", "port": port}))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        if not thread.is_alive() or time.time() > deadline:
+            raise AssertionError("in-process service did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)

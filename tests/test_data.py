@@ -8,26 +8,30 @@ import pytest
 from data import build as builder
 from data.config import ConfigError
 from data.corpora import MissingCorpus
-from data.spinners import apply_edits, word_labels
+from data.spinners import FAMILIES, DictionarySpinner, Resources, apply_edits, make_spinners, word_labels
 from data.text import sentences, words
 from tests.conftest import PARAGRAPHS, ROOT
 
 
 @pytest.fixture(scope="module")
 def spinners(corpus):
-    cfg = builder.load_config(ROOT / "configs/data.yaml")
-    return builder.make_spinners(cfg.spinners, corpus / "lexicons/tortured_phrases.tsv")
+    """Every family, built over the fixture corpus (its word counts stand in for clean news)."""
+    cfg = builder.load_config(ROOT / "configs/data.yaml", ["spinners.frequency.min_count=1",
+                                                           "spinners.lm.min_count=1"])
+    counts = builder.word_counts(PARAGRAPHS * 3)
+    return make_spinners(cfg.spinners, Resources(corpus / "lexicons/tortured_phrases.tsv", counts))
 
 
-def test_thesaurus_spinner_is_deterministic_under_a_seed(spinners):
-    s = spinners["thesaurus"]
+@pytest.mark.parametrize("name", ["moby", "wordnet", "frequency", "lm"])
+def test_spinners_are_deterministic_under_a_seed(spinners, name):
+    s = spinners[name]
     text = " ".join(PARAGRAPHS[:4])
     assert s.spin(text, 7) == s.spin(text, 7)
     outputs = {s.spin(text, seed).text for seed in range(6)}
     assert len(outputs) > 1 and text not in outputs
 
 
-@pytest.mark.parametrize("name", ["thesaurus", "lexicon"])
+@pytest.mark.parametrize("name", list(FAMILIES))
 def test_edits_rebuild_the_spun_text_and_point_at_their_substrings(spinners, name):
     text = "\n\n".join(PARAGRAPHS)
     for seed in range(5):
@@ -49,20 +53,36 @@ def test_lexicon_spinner_uses_tortured_forms_and_keeps_case(spinners):
     assert all("associate in nursingd" not in o for o in outputs)  # artefact rows are skipped by config
 
 
-def test_thesaurus_spinner_swaps_function_words_phrases_and_keeps_names(spinners):
+def test_frequency_spinner_rewrites_function_phrases_and_keeps_names(spinners):
     text = "Paris said it was unlikely that the foreign minister would visit a year ago."
     seen = set()
     for seed in range(30):
-        spun = spinners["thesaurus"].spin(text, seed)
+        spun = spinners["frequency"].spin(text, seed)
         seen |= {e.src for e in spun.edits}
         assert spun.text.startswith("Paris ")
-    assert {"said", "was", "a year ago"} & seen and "Paris" not in seen
+    assert {"was unlikely", "a year ago"} & seen and "Paris" not in seen
+
+
+def test_families_keep_their_habits(spinners):
+    text = "The Foreign Office said five officials would meet in Paris next week to discuss the new rules."
+    for name, s in spinners.items():
+        for seed in range(20):
+            srcs = {e.src for e in s.spin(text, seed).edits}
+            if name in ("moby", "frequency", "lm"):  # names inside a sentence are left alone
+                assert not srcs & {"Foreign", "Office", "Paris"}, name
+            if name != "frequency":  # only the frequency family writes numbers as digits
+                assert "five" not in srcs, name
+
+
+def test_lm_family_picks_candidates_that_fit_the_left_context(spinners):
+    lm = spinners["lm"]
+    spun = lm.spin_many([(p, 3, None) for p in PARAGRAPHS[:6]])
+    edits = [e for s in spun for e in s.edits]
+    assert edits and all(e.dst.lower() in lm.neighbours[e.src.lower()] for e in edits)
 
 
 def test_rate_range_is_respected(spinners):
-    from data.spinners import DictionarySpinner
-
-    base = spinners["thesaurus"]
+    base = spinners["moby"]
     for rate in [(1.0, 1.0), (0.2, 0.3)]:
         s = DictionarySpinner("t", base.lookup, base.max_n, rate, base.top_k, True, True)
         for seed in range(5):
@@ -96,8 +116,10 @@ def test_builder_on_fixture_corpus_writes_splits_and_card(built):
     assert on_disk["counts"] == card["counts"]
     assert all(len(v["sha256"]) == 64 for v in card["sources"].values())
     rows = [r for s in dd for r in dd[s]]
-    assert {r["level"] for r in rows} == {"sentence", "article"}
-    assert {"thesaurus", "lexicon", "human", "none"} <= {r["spinner"] for r in rows}
+    assert {r["level"] for r in rows} == {"sentence", "paragraph", "article"}
+    assert set(FAMILIES) | {"human", "none"} == {r["spinner"] for r in rows}
+    tables = builder.load_tables(cfg.output_dir)
+    assert set(tables) == set(FAMILIES) and all(tables.values())
     assert {"original", "spun", "partial", "paraphrase"} <= {r["kind"] for r in rows}
     for r in rows:
         if r["kind"] != "paraphrase":  # a human paraphrase has no alignment
@@ -129,14 +151,14 @@ def test_no_source_document_in_two_splits(built):
 def test_build_is_deterministic(fixture_data_config, tmp_path, built):
     _, _, dd = built
     cfg = builder.load_config(ROOT / "configs/data.yaml", fixture_data_config + [f"output_dir={tmp_path}"])
-    rows, _ = builder.build_rows(cfg, builder.cfglib.data_root(cfg.data_root))
+    rows, _, _ = builder.build_rows(cfg, builder.cfglib.data_root(cfg.data_root))
     assert sorted(r["id"] for r in rows["train"]) == sorted(dd["train"]["id"])
 
 
 def test_unknown_config_key_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("spinners:\n  thesaurus:\n    rat: [0.1, 0.2]\n")
-    with pytest.raises(ConfigError, match=r"spinners\.thesaurus\.rat: unknown key"):
+    bad.write_text("spinners:\n  moby:\n    rat: [0.1, 0.2]\n")
+    with pytest.raises(ConfigError, match=r"spinners\.moby\.rat: unknown key"):
         builder.load_config(bad)
     bad.write_text("seed: many\n")
     with pytest.raises(ConfigError, match=r"seed: expected int"):

@@ -1,7 +1,6 @@
 """Suggestions, the known-phrase signal, and what a registered detector explains."""
 import pytest
 
-from data import build as data_build
 from inference.suggest import Suggester
 from tests.conftest import ROOT
 
@@ -27,16 +26,21 @@ def test_suggester_handles_crude_inflection_and_round_trips(tmp_path):
     assert back.reverse == s.reverse and back.suggest("He stocks it.", 3, 9) == "shares"
 
 
-def test_tables_from_fixture_corpus(corpus, fixture_data_config):
+def test_tables_from_fixture_corpus(corpus):
+    from data.dictionaries import load_tortured
     from train.suggestions import build_suggester, known_phrases
 
-    cfg = data_build.load_config(ROOT / "configs/data.yaml", fixture_data_config)
+    tables = {"lexicon": load_tortured(corpus / "lexicons/tortured_phrases.tsv", set(), False),
+              "moby": {"big": ["enormous", "large"], "flurb": ["grand"]}}
     originals = ["Big data helps. We like big data. Big data is here.", "Data mining finds patterns."]
-    s = build_suggester(cfg, originals, keep=10, min_bigram=1, context_weight=1.0)
+    s = build_suggester(tables, ["moby", "lexicon"], originals, min_bigram=1, context_weight=1.0)
     assert "artificial intelligence" in s.candidates("counterfeit consciousness")
+    assert s.candidates("enormous") == ["big"] and s.candidates("grand") == []  # "flurb" is no word of the originals
     assert s.unigram["data"] == 4 and s.bigram["big data"] == 3
+    # a model that must not know the lexicon family gets none of its reversals
+    assert build_suggester(tables, ["moby"], originals, 1, 1.0).candidates("counterfeit consciousness") == []
     # "enormous information" stays; a tortured form that clean text uses often is dropped
-    phrases = known_phrases(cfg, originals + ["information mining is common here: information mining."] * 2,
+    phrases = known_phrases(tables, originals + ["information mining is common here: information mining."] * 2,
                             min_words=2, max_clean_hits=1)
     assert "enormous information" in phrases and "counterfeit consciousness" in phrases
     assert "information mining" not in phrases

@@ -3,13 +3,14 @@ import csv
 import io
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from data.text import sentences
-from inference.inputs import html_to_text, iter_records, read_ids
-from inference.outputs import CSV_COLUMNS, open_writer
+from inference.inputs import html_to_text, iter_records
+from inference.outputs import CSV_COLUMNS, id_key, open_writer, output_format, read_answered
 from inference.prose import ProseRules, explain, prose_mask
 from tests.conftest import PARAGRAPHS
 
@@ -202,7 +203,7 @@ def test_csv_and_jsonl_writers_hold_the_same_records(tmp_path):
         assert float(row["threshold"]) == rec["threshold"] and row["model"] == "unspin-tagger/3"
         assert int(row["n_spans"]) == len(rec["spans"]) and row["error"] == (rec["error"] or "")
     top = rows[1]["top_spans"].split(" | ")
-    assert top[0] == "w6 x -> s6" and len(top) == 5  # highest scores first, newlines flattened
+    assert top[0] == "w6\nx -> s6" and len(top) == 5  # highest scores first, line breaks kept (quoted)
     assert rows[2]["top_spans"] == ""
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -218,32 +219,46 @@ def test_unknown_output_extension_is_refused(tmp_path):
         open_writer(str(tmp_path / "out.txt"), resume=False)
 
 
+def answered(path) -> Counter:
+    return read_answered(str(path), output_format(str(path)))[0]
+
+
+def keys(*ids) -> Counter:
+    return Counter(id_key(i) for i in ids)
+
+
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
-def test_resume_appends_and_read_ids_sees_earlier_records(tmp_path, suffix):
+def test_resume_appends_and_counts_earlier_records(tmp_path, suffix):
     out = str(tmp_path / f"out.{suffix}")
     with open_writer(out, resume=False) as w:
         w.write(score_record(0))
         w.write(score_record(1))
-    assert read_ids(out) == {"doc-0", "doc-1"}
+    assert answered(out) == keys("doc-0", "doc-1")
     with open_writer(out, resume=True) as w:
+        assert w.answered == keys("doc-0", "doc-1")
         w.write(score_record(2))
-    assert read_ids(out) == {"doc-0", "doc-1", "doc-2"}
+        w.write(score_record(2))
+    assert answered(out) == keys("doc-0", "doc-1", "doc-2", "doc-2")
     ids = [r["id"] for r in (read_jsonl(out) if suffix == "jsonl" else read_csv(out))]
-    assert ids == ["doc-0", "doc-1", "doc-2"]
+    assert ids == ["doc-0", "doc-1", "doc-2", "doc-2"]
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
-def test_truncated_last_line_is_ignored_and_dropped_on_resume(tmp_path, suffix):
+@pytest.mark.parametrize("cut", ["final line break", "mid-record", "after a line break inside a cell"])
+def test_cut_off_last_record_is_not_counted_and_dropped_on_resume(tmp_path, suffix, cut):
     out = str(tmp_path / f"out.{suffix}")
     with open_writer(out, resume=False) as w:
         w.write(score_record(0))
         w.write(score_record(1))
     data = Path(out).read_bytes()
-    Path(out).write_bytes(data[:-15])  # a crash in the middle of writing doc-1
-    assert read_ids(out) == {"doc-0"}
+    # a crash in the middle of writing doc-1; its top spans hold line breaks ("w1\nx"), quoted in CSV
+    end = {"final line break": len(data) - 1, "mid-record": len(data) - 20,
+           "after a line break inside a cell": data.rfind(b"\n", 0, len(data) - 1) + 1}[cut]
+    Path(out).write_bytes(data[:end])
+    assert answered(out) == keys("doc-0")
     with open_writer(out, resume=True) as w:
         w.write(score_record(1))
-    assert read_ids(out) == {"doc-0", "doc-1"}
+    assert answered(out) == keys("doc-0", "doc-1")
     assert Path(out).read_bytes() == data
 
 
@@ -255,7 +270,7 @@ def test_a_crash_keeps_every_record_written_so_far_for_resume(tmp_path):
         w.write(score_record(1))
         raise RuntimeError("model crashed")
     assert read_jsonl(out) == [score_record(0), score_record(1)]  # a fresh run replaced the old file
-    assert read_ids(str(out)) == {"doc-0", "doc-1"}
+    assert answered(out) == keys("doc-0", "doc-1")
     assert sorted(os.listdir(tmp_path)) == ["out.jsonl"]
 
 

@@ -1,15 +1,16 @@
 """Reference mode (inference.match): attribution of spun, verbatim and partial copies to their original,
 the same-story-own-words hard negative, the appendable index and the batch command."""
 import csv
+from collections import Counter
 import json
 import os
-import shutil
 import sqlite3
 
+import numpy as np
 import pytest
 
 from data.build import load_config as load_data_config
-from data.build import make_spinners
+from data.spinners import Resources, make_spinners
 from inference import match
 from inference.align import AlignConfig, align, analyze
 from inference.references import FeaturesConfig, IndexStateError, ReferenceIndex
@@ -168,10 +169,10 @@ def spinners(tmp_path_factory):
         w.writerows([t, e, 50, "", "x", 0] for t, e in LEXICON)
     out = {}
     for name, rate in [("low", "[0.15, 0.25]"), ("mid", "[0.35, 0.45]"), ("high", "[0.55, 0.6]")]:
-        cfg = load_data_config(ROOT / "configs/data.yaml", [f"spinners.thesaurus.rate={rate}"])
-        out[f"thesaurus-{name}"] = make_spinners(cfg.spinners, lex)["thesaurus"]
+        cfg = load_data_config(ROOT / "configs/data.yaml", [f"spinners.moby.rate={rate}"])
+        out[f"thesaurus-{name}"] = make_spinners(cfg.spinners, Resources(lex, Counter()), {"moby"})["moby"]
     cfg = load_data_config(ROOT / "configs/data.yaml", ["spinners.lexicon.rate=[0.8, 1.0]"])
-    out["lexicon"] = make_spinners(cfg.spinners, lex)["lexicon"]
+    out["lexicon"] = make_spinners(cfg.spinners, Resources(lex, Counter()), {"lexicon"})["lexicon"]
     return out
 
 
@@ -402,6 +403,113 @@ def test_index_heals_rows_stored_without_features_and_rejects_other_settings(tmp
         ReferenceIndex(idx, FeaturesConfig(vocabulary="none"))
 
 
+# A writer process: it loads its rows, says "ready", waits on stdin for the test to release every writer at
+# once (a barrier, not a sleep), then opens the index (which has upkeep due) and adds its rows in small batches.
+WRITER = """
+import json, sys
+from inference.inputs import Record
+from inference.references import IndexConfig, ReferenceIndex
+directory, rows_file = sys.argv[1], sys.argv[2]
+rows = [json.loads(line) for line in open(rows_file)]
+print("ready", flush=True)
+sys.stdin.readline()
+index = ReferenceIndex(directory, cfg=IndexConfig(max_segments=2, workers=1))
+for i in range(0, len(rows), 3):
+    index.add([Record(id=r["id"], text=r["text"]) for r in rows[i:i + 3]])
+index.close()
+"""
+
+
+def many_references(n: int) -> list[dict]:
+    """`n` distinct references: the fixture ones, then paragraph triples in other orders."""
+    rows = reference_rows()
+    k = 0
+    while len(rows) < n:
+        rows.append({"id": f"combo-{k:02d}", "text": "\n\n".join(PARAGRAPHS[(k + j * 5) % 12] for j in range(3))
+                     + f"\n\nReport number {k + 100}."})
+        k += 1
+    return rows[:n]
+
+
+def test_processes_opening_and_adding_at_once_keep_every_reference_once(tmp_path):
+    import subprocess
+    import sys
+
+    rows = many_references(36)
+    idx = tmp_path / "idx"
+    # An index with upkeep due on open: more segments than the writers' max_segments, and rows a crashed
+    # writer stored without features.
+    ri = ReferenceIndex(idx, cfg=match.IndexConfig(workers=1))
+    for i in (30, 32, 34):  # a segment per add
+        ri.add([match.Record(id=r["id"], text=r["text"]) for r in rows[i:i + 2]])
+    ri.close()
+    assert len(json.loads((idx / "manifest.json").read_text())["segments"]) == 3
+    db = sqlite3.connect(idx / "refs.sqlite")
+    with db:
+        db.execute("INSERT INTO refs (id, title, text) VALUES (?, ?, ?)", ("late", None, ARTICLES["wire-film"][1]))
+    db.close()
+    files = []
+    for name, part in (("a", rows[:20]), ("b", rows[10:30])):  # ten ids in common
+        files.append(tmp_path / f"{name}.jsonl")
+        files[-1].write_text(jl(part))
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(idx), str(f)], cwd=ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for f in files]
+    try:
+        for p in procs:
+            assert p.stdout.readline() == "ready\n", p.stderr.read()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            p.kill()
+    db = sqlite3.connect(idx / "refs.sqlite")
+    stored = dict(db.execute("SELECT id, num FROM refs"))
+    db.close()
+    assert set(stored) == {r["id"] for r in rows} | {"late"}
+    manifest = json.loads((idx / "manifest.json").read_text())
+    indexed = np.concatenate([np.load(idx / "segments" / name)["rows"] for name in manifest["segments"]])
+    assert sorted(indexed.tolist()) == sorted(stored.values())  # every stored row in exactly one segment
+    assert manifest["indexed_upto"] == max(stored.values()) and len(manifest["segments"]) <= 2
+    assert sorted(p.name for p in (idx / "segments").iterdir()) == sorted(manifest["segments"])
+    assert not list(idx.rglob("*.tmp"))
+    ri = ReferenceIndex(idx)
+    for rid in ("wire-film", "wire-rates", "combo-03", "late"):
+        text = ARTICLES["wire-film"][1] if rid == "late" else next(r["text"] for r in rows if r["id"] == rid)
+        found = ri.search(ri.featurizer.query_features(analyze(text)), candidates=2)
+        assert ri.fetch([found[0].row])[0][0] in ({"wire-film", "late"} if rid in ("wire-film", "late") else {rid})
+    ri.close()
+
+
+def test_opening_creates_nothing_and_rebuild_refuses_what_is_not_an_index(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text(PARAGRAPHS[0])
+    typo = tmp_path / "no-such-index"
+    argv = ["--input", str(tmp_path / "a.txt"), "--output", str(tmp_path / "o.jsonl"), "--quiet"]
+    assert match.main(argv + ["--index", str(typo)]) == 2
+    assert "no references indexed" in capsys.readouterr().err and not typo.exists()
+    ReferenceIndex(typo).close()  # opening for reading creates nothing either
+    assert not typo.exists()
+    # A directory that is not an index: --rebuild deletes nothing in it, and adding does not turn it into one.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text("keep me")
+    (docs / "manifest.json").write_text('{"name": "some web app"}')
+    for extra in (["--rebuild"], ["--references", str(tmp_path / "a.txt")]):
+        assert match.main(argv + ["--index", str(docs)] + extra) == 2
+        assert "not an unspin reference index" in capsys.readouterr().err
+    assert sorted(p.name for p in docs.iterdir()) == ["manifest.json", "notes.txt"]
+    # A real index is rebuilt: its own files go, and it is built again from the references given.
+    idx = tmp_path / "idx"
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text(jl(reference_rows()[:3]))
+    assert match.main(["--references", str(refs), "--index", str(idx), "--quiet"]) == 0
+    assert match.main(argv + ["--index", str(idx), "--rebuild", "--references", str(refs)]) == 0
+    assert "3 added" in capsys.readouterr().err and len(ReferenceIndex(idx)) == 3
+
+
 def test_config_rejects_unknown_keys():
     from data.config import ConfigError
 
@@ -464,7 +572,7 @@ def test_command_cannot_run_exits_non_zero(tmp_path, capsys):
     assert "no references indexed" in capsys.readouterr().err
     assert match.main(["--references", str(tmp_path), "--set", "align.bogus=1", "--index", str(tmp_path / "i")]) == 2
     assert "align.bogus" in capsys.readouterr().err
-    shutil.rmtree(tmp_path / "idx", ignore_errors=True)
+    assert not (tmp_path / "idx").exists() and not (tmp_path / "empty-idx").exists()
 
 
 # --- regressions ---------------------------------------------------------------------------------

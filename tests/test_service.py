@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +20,7 @@ import pytest
 from inference import settings
 from tests.conftest import PARAGRAPHS
 from tests.hooks import Held, hold_text, holds
-from tests.servers import Server, child_env, free_port, start_service
+from tests.servers import Server, child_env, free_port, serve_in_thread, start_service
 
 KEY = "test-key-0123456789"
 HEADERS = {"X-API-Key": KEY}
@@ -260,8 +262,11 @@ def test_openapi_describes_the_records(openapi, client):
     items = schemas[batch_req["$ref"].rsplit("/", 1)[1]]["properties"]["items"]
     assert items["maxItems"] == MAX_ITEMS and items["minItems"] == 1
     assert openapi["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
-    for code in ("400", "413", "415", "422", "504"):
+    for code in ("400", "401", "408", "413", "415", "422", "503", "504"):
         assert code in openapi["paths"]["/v1/score"]["post"]["responses"]
+    for path, method in [("/v1/score", "post"), ("/v1/model", "get"), ("/healthz", "get"), ("/readyz", "get")]:
+        # uvicorn's own answer past http.limit_concurrency is plain text
+        assert "text/plain" in openapi["paths"][path][method]["responses"]["503"]["content"]
     m = client.get("/v1/model").json()
     check(m, response_schema(openapi, "/v1/model", "get"), openapi)
     # and a real error body fits the documented problem schema
@@ -408,8 +413,21 @@ def test_settings_errors_name_the_key(tmp_path):
         _cfg("log_level=trace")
     with pytest.raises(ConfigError, match="UNSPIN_NO_SUCH_VAR"):
         settings.api_key(_cfg("http.api_key_env=UNSPIN_NO_SUCH_VAR").http)
-    assert settings.api_key(_cfg("http.api_key=abc").http) == "abc"
+    with pytest.raises(ConfigError, match=r"http\.api_key: not accepted: a key given with --set shows in `ps`"):
+        _cfg("http.api_key=abc")
+    key_file = tmp_path / "key"
+    key_file.write_text("abc\n")
+    assert settings.api_key(_cfg(f"http.api_key_file={key_file}").http) == "abc"
+    with pytest.raises(ConfigError, match=r"http\.api_key_file: set either"):
+        _cfg(f"http.api_key_file={key_file}", "http.api_key_env=X")
+    for bad, why in [(tmp_path / "missing", "cannot read"), (tmp_path / "empty", "is empty")]:
+        if why == "is empty":
+            bad.write_text(" \n")
+        with pytest.raises(ConfigError, match=f"http\\.api_key_file: .*{why}"):
+            settings.api_key(_cfg(f"http.api_key_file={bad}").http)
     assert settings.api_key(_cfg().http) is None
+    with pytest.raises(ConfigError, match=r"http\.body_timeout_s: must be positive"):
+        _cfg("http.body_timeout_s=0")
     old = tmp_path / "old-service.yaml"  # model keys moved to inference.yaml: say so, by name
     old.write_text("model: models:/unspin@champion\nhttp:\n  port: 8001\n")
     with pytest.raises(ConfigError, match=r"old-service\.yaml\.model: belongs in configs/inference\.yaml"):
@@ -497,3 +515,119 @@ def test_records_are_json_lines_compatible(client):
     # what the service returns can be fed to tools that read the batch command's JSONL
     rec = client.post("/v1/score", json={"id": "j", "text": CLEAN}).json()
     assert json.loads(json.dumps(rec, allow_nan=False)) == rec
+
+
+# ---- limits: the key before the body, slow clients, the connection limit, exposure -------------------------
+
+def request_head(length: int, key: str | None = None) -> bytes:
+    key_line = f"X-API-Key: {key}\r\n" if key else ""
+    return (f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{key_line}"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+def raw(url: str, data: bytes) -> socket.socket:
+    """A connection to the service that has sent `data` (a request cut short, say) and sends nothing more."""
+    host, port = url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=120)  # guards against a hang; asserts no speed
+    s.sendall(data)
+    return s
+
+
+def read_until_closed(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    with s:
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_api_key_is_checked_before_the_body_is_read(service):
+    """A wrong or missing key gets 401 on the headers alone, whatever the body: one that never arrives
+    (under max_body_bytes: read first, it would hold the request until body_timeout_s), or a huge one."""
+    _, url = service
+    for key in (None, "wrong-key"):
+        for length in (MAX_BODY - 1, 10**12):
+            answer = read_until_closed(raw(url, request_head(length, key) + b'{"id": "a", "text": "'))
+            assert answer.startswith(b"HTTP/1.1 401 "), (key, length, answer[:200])
+            assert b"connection: close" in answer.lower()
+
+
+def test_slow_clients_are_cut_off_while_others_are_served(detector, tmp_path):
+    from inference.service import create_app
+
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    cfg = _cfg("http.head_timeout_s=2", "http.body_timeout_s=2", "http.keep_alive_timeout_s=2",
+               f"http.api_key_file={key_file}")
+    with serve_in_thread(cfg, create_app(cfg, detector=detector)) as url:
+        slow_body = [raw(url, request_head(5000, KEY) + b'{"id": "slow", "text": "') for _ in range(12)]
+        slow_head = [raw(url, b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ") for _ in range(12)]
+        silent = [raw(url, b"") for _ in range(6)]
+        r = httpx.post(f"{url}/v1/score", json={"id": "ok", "text": SPUN}, headers=HEADERS, timeout=120)
+        assert r.status_code == 200 and r.json()["id"] == "ok" and r.json()["error"] is None
+        assert httpx.get(f"{url}/healthz", timeout=120).status_code == 200
+        for s in slow_body:
+            answer = read_until_closed(s)
+            assert answer.startswith(b"HTTP/1.1 408 ") and b"body_timeout_s=2" in answer, answer[:300]
+        for s in slow_head + silent:
+            assert read_until_closed(s) == b""  # closed without a word: no request ever arrived
+
+
+def test_connections_past_limit_concurrency_get_503_until_some_close(detector):
+    from inference.service import create_app
+
+    cfg = _cfg("http.limit_concurrency=4", "http.head_timeout_s=600", "http.keep_alive_timeout_s=600")
+    with serve_in_thread(cfg, create_app(cfg, detector=detector)) as url:
+        held = [httpx.Client(base_url=url, timeout=120) for _ in range(3)]
+        for c in held:  # each connection answered once, so the server counts it, and kept open
+            assert c.get("/healthz").status_code == 200
+        full = httpx.get(f"{url}/healthz", timeout=120)
+        assert full.status_code == 503 and full.headers["content-type"].startswith("text/plain")
+        held.pop().close()
+        served = None
+        for _ in range(600):  # the server notices the close on its own time
+            served = httpx.get(f"{url}/healthz", timeout=120).status_code
+            if served == 200:
+                break
+            time.sleep(0.05)
+        assert served == 200
+        for c in held:
+            c.close()
+
+
+def test_exposed_host_needs_a_key_and_the_key_never_comes_from_the_command_line(tmp_path, capsys):
+    from inference.service import main
+
+    assert main(["--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "http.host" in err and "api_key_env" in err and "allow_public_without_key" in err
+    assert main(["--set", "http.api_key=s3cret"]) == 2
+    assert "`ps`" in capsys.readouterr().err
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert settings.check_http(settings.HttpConfig(host=host)) == []
+    allowed = settings.check_http(settings.HttpConfig(host="0.0.0.0", allow_public_without_key=True))
+    assert len(allowed) == 1 and "WITHOUT an API key" in allowed[0]
+    key_file = tmp_path / "key"
+    key_file.write_text("k")
+    key_file.chmod(0o644)
+    loose = settings.check_http(settings.HttpConfig(host="0.0.0.0", api_key_file=str(key_file)))
+    assert len(loose) == 1 and "readable by other users" in loose[0]
+
+
+FUZZ_EXAMPLES = 60  # per operation and phase: about a minute on 2 cores
+
+
+def test_api_fuzz_no_5xx_and_every_response_matches_the_schema(service, tmp_path):
+    """schemathesis against the running service's /openapi.json, with the key (from the environment, not the
+    command line): generated valid and invalid requests to every operation, every check it has (no 5xx; status
+    code, content type, headers and body as documented; invalid input rejected; missing key refused...)."""
+    _, url = service
+    (tmp_path / "schemathesis.toml").write_text('headers = { "X-API-Key" = "${UNSPIN_TEST_API_KEY}" }\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "--config-file", str(tmp_path / "schemathesis.toml"), "run",
+         f"{url}/openapi.json", "--checks", "all", "--max-examples", str(FUZZ_EXAMPLES), "--seed", "20261130",
+         "--workers", "1", "--generation-database", "none", "--request-timeout", "120", "--no-color"],
+        cwd=tmp_path, env=child_env(UNSPIN_TEST_API_KEY=KEY), capture_output=True, text=True, timeout=1800, check=False)
+    assert proc.returncode == 0 and "No issues found" in proc.stdout, proc.stdout[-8000:] + proc.stderr[-2000:]

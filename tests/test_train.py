@@ -1,6 +1,7 @@
 """Smoke training end to end against a real, temporary MLflow store."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,9 +30,17 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
         assert path in artifacts, path
     assert str(client.get_model_version_by_alias("unspin", "champion").version) == tagger["version"] == "1"
     assert str(client.get_model_version_by_alias("unspin-baseline", "champion").version) == "1"
-    # the ablation is evaluated on the spinner it never saw, and not registered
-    assert smoke_run["models"]["tagger-without-lexicon"]["version"] is None
-    assert "sentence: spinner=lexicon" in smoke_run["models"]["tagger-without-lexicon"]["table"]
+    # each leave-one-family-out fold: trained without the family, scored on it, logged on the parent, not registered
+    from data.spinners import FAMILIES
+
+    summary = Path(client.download_artifacts(parent.info.run_id, "evaluation/summary.txt")).read_text()
+    assert "Leave-one-family-out" in summary
+    for family in FAMILIES:
+        fold = smoke_run["models"][f"tagger-without-{family}"]
+        assert fold["version"] is None
+        assert client.get_run(fold["run_id"]).data.params["excluded_family"] == family
+        for key in ("roc_auc", "recall", "word_f1"):
+            assert f"lofo.{family}.{key}" in parent.data.metrics, (family, key)
 
 
 def test_pyfunc_loads_back_and_scores(smoke_run):
@@ -66,7 +75,7 @@ def test_worse_model_does_not_take_champion(smoke_run, tmp_path_factory):
     from train.run import train
 
     cfg = smoke_config(tmp_path_factory, "experiment=unspin-smoke-2", "baseline.enabled=false",
-                       "ablation.enabled=false", "tagger.lr=0.0", "tagger.max_steps=2")
+                       "lofo.enabled=false", "tagger.lr=0.0", "tagger.max_steps=2")
     worse = train(cfg)["models"]["tagger"]
     best = smoke_run["models"]["tagger"]
     assert (worse["val"]["val_article_roc_auc"], worse["val"]["val_article_pr_auc"]) < \

@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 
 from data.text import words
 from inference.detector import Analysis, Detector, Linear, sentence_features, text_features
-from train.config import CalibrationSection
+from train.config import CalibrationSection, ContextSection
 
 
 def fit_linear(X, y, seed: int = 0) -> Linear:
@@ -49,33 +49,91 @@ def shipped_threshold(clean_scores, max_fp_rate: float, floor: float = 0.5) -> f
     return float(max(floor, c[allowed] + 1e-6)) if len(c) > allowed else floor
 
 
-def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, seed: int) -> dict:
-    """Calibrate `det` in place on validation `rows`; returns validation metrics."""
-    from train.evaluate import slice_metrics
+LEVELS = ("sentence", "paragraph", "article")
 
-    articles = [r for r in rows if r["level"] == "article"][: cfg.max_validation_articles]
-    rows = [r for r in rows if r["level"] == "sentence"] + articles
-    analyses = det.analyse([r["text"] for r in rows])
-    sent_rows = [(r, a) for r, a in zip(rows, analyses) if r["level"] == "sentence"]
-    if det.tagger is not None:
-        det.word_threshold = cfg.word_threshold or best_word_threshold(*zip(*sent_rows))
+
+def per_level(rows: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
+    """The rows of each level, at most `limit` of each: a fixed random sample, in order."""
+    out = []
+    for level in LEVELS:
+        mine = [r for r in rows if r["level"] == level]
+        if limit is not None and len(mine) > limit:
+            keep = np.sort(np.random.default_rng(seed).choice(len(mine), limit, replace=False))
+            mine = [mine[i] for i in keep]
+        out += mine
+    return out
+
+
+def fit_calibrators(det: Detector, rows: list[dict], analyses: list[Analysis], seed: int) -> tuple[Linear, Linear]:
+    """Sentence calibrator on the sentences' word probabilities, then text calibrator on the sentence scores."""
     X = [sentence_features(s, det.word_threshold) for a in analyses for s in a.sentences]
     y = [lab for r, a in zip(rows, analyses) for lab in sentence_labels(r, a)]
-    det.sentence_calibrator = fit_linear(X, y, seed)
-    det.text_calibrator = None
-    det.calibrate(analyses)
-    det.text_calibrator = fit_linear([text_features(a, det.word_threshold) for a in analyses],
-                                     [r["label"] for r in rows], seed)
+    sentence = fit_linear(X, y, seed)
+    det.calibrate_with(analyses, sentence, None)
+    text = fit_linear([text_features(a, det.word_threshold) for a in analyses], [r["label"] for r in rows], seed)
+    return sentence, text
+
+
+def word_labels_of(row: dict, a: Analysis) -> list[np.ndarray]:
+    """Gold labels of each analysed sentence's words."""
+    gold = {s: lab for (s, _), lab in zip(words(row["text"]), row["word_labels"])}
+    return [np.array([gold.get(w[0], 0) for w in s.words]) for s in a.sentences]
+
+
+def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: ContextSection, seed: int) -> dict:
+    """Fit the language-model stage: the word-level fusion on a sample of short validation texts, then the
+    calibrators of the texts the tagger is unsure of (stage-one score inside the gate)."""
+    from inference.signals import fusion_features
+
+    det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "quantize": cfg.quantize}
+    det.gate = tuple(cfg.gate)
+    det.fusion = Linear([0.0] * 4, 0.0, [0.0] * 4, [1.0] * 4)  # placeholder while pricing
+    rng = np.random.default_rng(seed)
+    short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]
+    sample = sorted(rng.choice(short, min(len(short), cfg.fit_texts), replace=False).tolist())
+    det.context.price([analyses[i] for i in sample])
+    X = np.vstack([fusion_features(s.tagger_probs, s.context) for i in sample for s in analyses[i].sentences])
+    y = np.concatenate([lab for i in sample for lab in word_labels_of(rows[i], analyses[i])])
+    det.fusion = fit_linear(X, y, seed)
+    stage1 = det.calibrate_with(analyses, det.sentence_calibrator, det.text_calibrator)
+    gated = [i for i, v in enumerate(stage1) if analyses[i].sentences and cfg.gate[0] <= v <= cfg.gate[1]]
+    picked = [analyses[i] for i in gated]
+    det.fuse(picked)
+    det.context_calibrators = fit_calibrators(det, [rows[i] for i in gated], picked, seed)
+    return {"context_fit_words": len(y), "context_gated_share": len(gated) / max(1, len(rows)),
+            **{f"context_fusion_{k}": c for k, c in zip(("logit", "ratio", "surprisal", "known"), det.fusion.coef)}}
+
+
+def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, seed: int,
+                    context: ContextSection | None = None) -> dict:
+    """Calibrate `det` in place on validation `rows` (with the language-model stage when `context` is
+    given and enabled); returns validation metrics."""
+    from train.evaluate import slice_metrics
+
+    rows = per_level(rows, cfg.max_validation_texts, seed)
+    analyses = det.analyse([r["text"] for r in rows])
+    short = [(r, a) for r, a in zip(rows, analyses) if r["level"] != "article"]
+    if det.tagger is not None:
+        det.word_threshold = cfg.word_threshold or best_word_threshold(*zip(*short))
+    det.sentence_calibrator, det.text_calibrator = fit_calibrators(det, rows, analyses, seed)
+    extra = {}
+    if context is not None and context.enabled and det.tagger is not None and det.suggester is not None:
+        extra = fit_context(det, rows, analyses, context, seed)
     scores = np.array(det.calibrate(analyses))
-    is_article = np.array([r["level"] == "article" for r in rows])
+    level = np.array([r["level"] for r in rows])
     labels = np.array([r["label"] for r in rows])
-    human = np.array([r["spinner"] == "human" for r in rows])  # MRPC/PAWS: rewording is not spinning
-    det.threshold = shipped_threshold(scores[is_article & (labels == 0)], cfg.max_clean_fp_rate)
-    if det.meta["kind"] in cfg.paraphrase_bound:
-        det.threshold = max(det.threshold, shipped_threshold(scores[human], cfg.max_paraphrase_fp_rate))
-    art = slice_metrics(labels[is_article], scores[is_article], det.threshold)
-    sent = slice_metrics(labels[~is_article], scores[~is_article], det.threshold)
-    return {"val_article_roc_auc": art["roc_auc"], "val_article_pr_auc": art["pr_auc"],
-            "val_article_fpr": art["fpr"], "val_article_f1": art["f1"], "val_sentence_f1": sent["f1"],
-            "val_sentence_roc_auc": sent["roc_auc"], "val_paraphrase_fpr": float((scores[human] >= det.threshold).mean())
-            if human.any() else float("nan"), "threshold": det.threshold, "word_threshold": det.word_threshold}
+    clean = np.array([r["kind"] in ("original", "verbatim") for r in rows])
+    paraphrase = np.array([r["source"] in cfg.paraphrase_sources and r["kind"] == "paraphrase" for r in rows])
+    # One threshold for texts of every length: the strictest of the per-level clean bounds.
+    det.threshold = max(shipped_threshold(scores[(level == lv) & clean], cfg.max_clean_fp_rate)
+                        for lv in LEVELS if ((level == lv) & clean).any())
+    if det.meta["kind"] in cfg.paraphrase_bound and paraphrase.any():
+        det.threshold = max(det.threshold, shipped_threshold(scores[paraphrase], cfg.max_paraphrase_fp_rate))
+    out = {**extra, "threshold": det.threshold, "word_threshold": det.word_threshold,
+           "val_paraphrase_fpr": float((scores[paraphrase] >= det.threshold).mean()) if paraphrase.any()
+           else float("nan")}
+    for lv in LEVELS:
+        if (level == lv).any():
+            m = slice_metrics(labels[level == lv], scores[level == lv], det.threshold)
+            out.update({f"val_{lv}_{k}": m[k] for k in ("roc_auc", "pr_auc", "f1", "fpr")})
+    return out

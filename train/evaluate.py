@@ -29,6 +29,43 @@ def band(share: float) -> str:
     return "<20%" if share < 0.2 else "20-40%" if share < 0.4 else ">=40%"
 
 
+def word_metrics(rows: list[dict], analyses, word_threshold: float) -> dict:
+    """Spun-word precision, recall and F1 over every word of `rows`."""
+    if not rows:
+        return {}
+    probs = np.concatenate([word_scores(r, a) for r, a in zip(rows, analyses)])
+    gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
+    pred = probs > word_threshold
+    tp = float((pred & gold).sum())
+    return {"word_f1": 2 * tp / max(1.0, pred.sum() + gold.sum()), "word_precision": tp / max(1.0, pred.sum()),
+            "word_recall": tp / max(1.0, gold.sum())}
+
+
+def span_original(row: dict, start: int, end: int) -> str | None:
+    """What text[start:end] said before spinning, if the span holds whole edits (else None)."""
+    inside = [e for e in row["edits"] if e["dst_start"] < end and start < e["dst_end"]]
+    if not inside or inside[0]["dst_start"] < start or inside[-1]["dst_end"] > end:
+        return None
+    out, pos = [], start
+    for e in inside:
+        out += [row["text"][pos:e["dst_start"]], e["src"]]
+        pos = e["dst_end"]
+    return "".join(out + [row["text"][pos:end]])
+
+
+def suggestion_accuracy(rows: list[dict], records: list[dict]) -> tuple[float, int]:
+    """Share of flagged spans that hold swaps for which the suggestion is the original wording."""
+    hits = total = 0
+    for row, rec in zip(rows, records):
+        for span in rec["spans"]:
+            if not any(e["dst_start"] < span["end"] and span["start"] < e["dst_end"] for e in row["edits"]):
+                continue
+            total += 1
+            want = span_original(row, span["start"], span["end"])
+            hits += bool(want and span["suggestion"] and span["suggestion"].lower() == want.lower())
+    return (hits / total if total else float("nan")), total
+
+
 def evaluate(det: Detector, rows: list[dict], prefix: str = "test") -> dict:
     """Score `rows` with `det`; returns {"metrics", "table", "scores", "rows"}."""
     analyses = det.analyse([r["text"] for r in rows])
@@ -40,7 +77,7 @@ def evaluate(det: Detector, rows: list[dict], prefix: str = "test") -> dict:
     spinner = np.array([r["spinner"] for r in rows])
     source = np.array([r["source"] for r in rows])
     share = np.array([r["spun_share"] for r in rows])
-    sent, art = level == "sentence", level == "article"
+    sent = level == "sentence"
     clean_sent = sent & (y == 0)
     table = {}
 
@@ -55,36 +92,89 @@ def evaluate(det: Detector, rows: list[dict], prefix: str = "test") -> dict:
         add(f"sentence: spun {b} words", sent & (y == 1) & np.array([band(x) == b for x in share]), clean_sent)
     for name in sorted(set(spinner[sent & (y == 1)])):
         add(f"sentence: spinner={name}", sent & (y == 1) & (spinner == name), clean_sent)
-    add("article: all", art)
-    for k in ("spun", "partial"):
-        for name in sorted(set(spinner[art & (kind == k)])):
-            add(f"article: {k} {name}", art & (kind == k) & (spinner == name), art & (y == 0))
+    for lv in ("paragraph", "article"):
+        at = level == lv
+        add(f"{lv}: all", at)
+        for k in ("spun", "partial"):
+            for name in sorted(set(spinner[at & (kind == k)])):
+                add(f"{lv}: {k} {name}", at & (kind == k) & (spinner == name), at & (y == 0))
     add("not spinning: MRPC paraphrases", sent & (source == "mrpc"))
     add("not spinning: PAWS", sent & (source == "paws"))
     add("not spinning: verbatim copies", sent & (kind == "verbatim"))
-    add("not spinning: clean articles", art & (y == 0))
+    add("not spinning: clean paragraphs", (level == "paragraph") & (y == 0))
+    add("not spinning: clean articles", (level == "article") & (y == 0))
     add("not spinning: clean sentences", sent & (kind == "original"))
 
     metrics = {}
     if det.tagger is not None:
-        mask = [i for i in range(len(rows)) if sent[i]]
-        probs = np.concatenate([word_scores(rows[i], analyses[i]) for i in mask]) if mask else np.zeros(0)
-        gold = np.concatenate([np.asarray(rows[i]["word_labels"], dtype=bool) for i in mask]) if mask else np.zeros(0, bool)
-        pred = probs > det.word_threshold
-        tp = float((pred & gold).sum())
-        metrics.update({f"{prefix}_word_f1": 2 * tp / max(1.0, pred.sum() + gold.sum()),
-                        f"{prefix}_word_precision": tp / max(1.0, pred.sum()),
-                        f"{prefix}_word_recall": tp / max(1.0, gold.sum())})
+        short = [i for i in range(len(rows)) if level[i] != "article"]
+        wm = word_metrics([rows[i] for i in short], [analyses[i] for i in short], det.word_threshold)
+        metrics.update({f"{prefix}_{k}": v for k, v in wm.items()})
     keys = {"sentence: all": "sentence", "sentence: spun >=20% words": "sentence_spun20", "article: all": "article",
-            "not spinning: MRPC paraphrases": "mrpc", "not spinning: clean articles": "clean_article",
+            "paragraph: all": "paragraph", "not spinning: MRPC paraphrases": "mrpc",
+            "not spinning: clean articles": "clean_article", "not spinning: clean paragraphs": "clean_paragraph",
             "not spinning: PAWS": "paws"}
     for name, m in table.items():
-        short = keys.get(name)
-        if short:
+        short_name = keys.get(name)
+        if short_name:
             for k in ("precision", "recall", "f1", "roc_auc", "pr_auc", "fpr"):
                 if not np.isnan(m[k]):
-                    metrics[f"{prefix}_{short}_{k}"] = float(m[k])
+                    metrics[f"{prefix}_{short_name}_{k}"] = float(m[k])
     return {"metrics": metrics, "table": table, "scores": scores, "rows": rows}
+
+
+def heldout_rows(rows: list[dict], family: str, level: str, limit: int | None, seed: int) -> list[dict]:
+    """`family`'s fully spun texts of one level and as many clean originals of that level (a fixed sample)."""
+    rng = np.random.default_rng(seed)
+    pos = [r for r in rows if r["level"] == level and r["kind"] == "spun" and r["spinner"] == family]
+    neg = [r for r in rows if r["level"] == level and r["kind"] == "original"]
+    pick = lambda xs: [xs[i] for i in sorted(rng.choice(len(xs), min(len(xs), limit or len(xs)), replace=False))]
+    return pick(pos) + pick(neg)
+
+
+def family_figures(det: Detector, sample: list[dict], analyses, scores, records) -> dict:
+    """ROC-AUC, recall and false-positive rate at the shipped threshold, spun-word F1 and how often a flagged
+    swap's suggestion is its original wording, on one family's spun texts and clean texts."""
+    m = slice_metrics([r["label"] for r in sample], scores, det.threshold)
+    out = {k: m[k] for k in ("roc_auc", "recall", "fpr")}
+    out["positives"] = m["positives"]
+    if det.tagger is not None:
+        out["word_f1"] = word_metrics(sample, analyses, det.word_threshold)["word_f1"]
+        out["suggestion_accuracy"], out["flagged_true_spans"] = suggestion_accuracy(sample, records)
+    return out
+
+
+def evaluate_families(det: Detector, rows: list[dict], families: list[str], limit: int | None,
+                      seed: int) -> dict[str, dict]:
+    """{"full": {family: figures}} for each family's spun paragraphs and articles against clean ones, per level
+    (keys prefixed "paragraph." and "article.") and pooled; and, for a detector with a language-model stage,
+    the same without it under "tagger_only". Every text is analysed once, whatever families share it."""
+    samples = {(f, lv): heldout_rows(rows, f, lv, limit, seed) for f in families for lv in ("paragraph", "article")}
+    unique = {r["id"]: r for sample in samples.values() for r in sample}
+    ids = list(unique)
+    analyses = det.analyse([unique[i]["text"] for i in ids])
+    variants = {"full": True, **({"tagger_only": False} if det.context is not None else {})}
+    out: dict[str, dict] = {}
+    try:
+        for variant, on in variants.items():
+            det.use_context = on
+            scores = det.calibrate(analyses)
+            by_id = {i: (a, v, det.record(i, a, v)) for i, a, v in zip(ids, analyses, scores)}
+            out[variant] = {}
+            for family in families:
+                figures, pooled = {}, []
+                for level in ("paragraph", "article"):
+                    sample = samples[(family, level)]
+                    if any(r["label"] for r in sample):
+                        pooled += sample
+                        got = zip(*[by_id[r["id"]] for r in sample])
+                        figures.update({f"{level}.{k}": v for k, v in family_figures(det, sample, *got).items()})
+                if pooled:
+                    figures.update(family_figures(det, pooled, *zip(*[by_id[r["id"]] for r in pooled])))
+                    out[variant][family] = figures
+    finally:
+        det.use_context = True
+    return out
 
 
 def format_table(title: str, table: dict) -> str:

@@ -26,7 +26,7 @@ def requirements() -> list[str]:
 def code_paths(stage: Path) -> list[str]:
     """The packages the pyfunc imports: inference/ and the data/ modules it uses (not data/build/)."""
     (stage / "data").mkdir(parents=True)
-    for name in ("__init__.py", "text.py", "spinners.py"):
+    for name in ("__init__.py", "text.py", "dictionaries.py", "lm.py", "resources.py"):
         shutil.copy(ROOT / "data" / name, stage / "data" / name)
     shutil.copytree(ROOT / "inference", stage / "inference", ignore=shutil.ignore_patterns("__pycache__"))
     return [str(stage / "data"), str(stage / "inference")]

