@@ -451,11 +451,11 @@ class Worker:
         if not articles:
             return []
         seen = self.redis.mget([self._seen_key(a.id) for a in articles])
-        done = [a for a, s in zip(articles, seen) if s is not None and s.startswith(f"{a.digest} ".encode())]
+        done = {a.message.message_id for a, s in zip(articles, seen) if s and s.startswith(f"{a.digest} ".encode())}
         if done:  # a redelivered or re-sent article: its verdict exists, acknowledge only
-            self.redis.xack(self.w.articles_stream, self.w.group, *[a.message.message_id for a in done])
+            self.redis.xack(self.w.articles_stream, self.w.group, *done)
             self.counts.duplicates += len(done)
-        return [a for a in articles if a not in done]
+        return [a for a in articles if a.message.message_id not in done]
 
     def _write_verdicts(self, answered: list[tuple[Article, dict]]) -> None:
         pipe = self.redis.pipeline(transaction=False)
