@@ -78,6 +78,7 @@ bench: setup
 	$(PY) bench/bench_score.py
 	$(PY) bench/bench_service.py
 	$(PY) bench/bench_match.py
+	$(PY) bench/bench_hostile.py
 
 mlflow-ui: $(STAMP)
 	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}

@@ -180,6 +180,8 @@ class Detector:
             from inference.suggest import Suggester
 
             det.suggester = Suggester.load(path / SUGGESTIONS)
+        if det.context is not None:
+            det.context.lm  # loaded now (about 20 s), not inside the first request that needs it
         return det
 
     def save(self, path: str | Path) -> Path:

@@ -11,19 +11,36 @@ import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from data.text import WORD_ONLY_RE, sentences
+from data.text import (
+    NOT_SPACE,
+    NOT_WORD_CHAR,
+    SPACE,
+    SPACE_CHARS,
+    WORD_CHAR,
+    WORD_CHARS,
+    WORD_ONLY_RE,
+    re2_compile,
+    sentences,
+)
 
-_NAME = r"[A-Z][\w'’.\-]*"
-_NAME_SEP = r"(?:\s*[,;&]\s*|\s+(?:and|by|in|of|for|at|de|van|von|der|da|al)\s+|\s+)"
+# RE2 has no Unicode \s, \w, \d or \b, and no lookarounds: the rules spell them out with these.
+_S, _NS, _W, _NW, _D = SPACE, NOT_SPACE, WORD_CHAR, NOT_WORD_CHAR, r"\p{Nd}"
+_B0 = f"(?:^|{_NW})"  # \b before a word: consumes the character before it (the rules only test for a match)
+_B1 = f"(?:{_NW}|$)"  # \b after a word
+_GAP = f"[^{WORD_CHARS}\\n](?:.*[^{WORD_CHARS}\\n])?"  # \b.*\b between two words on one line
+_NAME = rf"[A-Z][{WORD_CHARS}'’.\-]*"
+_NAME_SEP = rf"(?:{_S}*[,;&]{_S}*|{_S}+(?:and|by|in|of|for|at|de|van|von|der|da|al){_S}+|{_S}+)"
 
 
 @dataclass(frozen=True)
 class ProseRules:
+    """The rules' regexes are RE2 syntax (linear-time matching on any text; see data.text): no lookarounds,
+    and \\s, \\w, \\d, \\b mean ASCII only there, hence the Unicode classes above in the defaults."""
     # A line shorter than this many words without ending punctuation is a fragment (menu, heading).
     min_words: int = 6
     end_punct: str = r"[.!?…][\"'”’»)\]]*$"
     # Navigation: at least nav_min_items short items (<= nav_item_max_words words) between separators.
-    nav_separators: str = r"\s*[|·•»›>]\s*|\s+/\s+|\s+[-–—]\s+"
+    nav_separators: str = rf"{_S}*[|·•»›>]{_S}*|{_S}+/{_S}+|{_S}+[-–—]{_S}+"
     nav_min_items: int = 3
     nav_item_max_words: int = 4
     # Menus and title-case headlines: this many Title-Cased words and no lowercase content word
@@ -34,47 +51,51 @@ class ProseRules:
         "vs", "v", "de", "la", "le", "del", "van", "von", "der",
     )
     # Site furniture, matched case-insensitively anywhere in a line of at most boilerplate_max_words words
-    # (most are anchored at its start; the cap also keeps the unanchored ones fast on huge lines).
+    # (most are anchored at its start).
     boilerplate_max_words: int = 80
     boilerplate: tuple[str, ...] = (
-        (r"^\W*(?:related|more|other|latest|top|popular|trending|recommended|suggested|featured)\s+"
-         r"(?:articles?|stories|news|content|links|topics|reads?|videos?|posts?|coverage|headlines)\b"),
-        r"^\W*(?:read|see|watch|listen)\s+(?:more|next|also|the full|full)\b",
-        r"^\W*more\s+(?:on this story|from\b|stories\b|like this\b)",
-        r"^\W*most\s+(?:read|popular|viewed|shared|watched|commented)\b",
-        r"^\W*(?:you (?:may|might) also like|recommended for you|don'?t miss|editor'?s picks?)\b",
-        r"^\W*share\s+(?:this|on|via|the|article|story|page)\b|^\W*share\W*$",
-        r"^\W*(?:advertisement|advert|ad|sponsored(?: content)?|promoted(?: content)?|paid content)\W*$",
-        r"^\W*(?:subscribe|sign[\s-]*(?:up|in)|log[\s-]*in|register|create an account|newsletters?)\b",
-        (r"\bcookies?\b.*\b(?:consent|accept|agree|polic(?:y|ies)|settings|preferences|experience|browsing)\b"
-         r"|\b(?:use|uses|using|accept|agree)\b.*\bcookies\b"),
-        (r"^\W*(?:follow us|like us on|find us on|connect with us|click here|tap here|back to top"
-         r"|skip to (?:main )?content|jump to|privacy (?:policy|notice)|terms (?:of (?:use|service)"
-         r"|and conditions)|contact us|about us)\b"),
-        r"^\W*(?:image|media|video|photo|picture)\s+(?:caption|source|copyright|credit)\b",
-        r"^\W*(?:\d+\s+)?comments?(?:\s*\(\d+\))?\W*$|^\W*(?:leave|post|add|view) (?:a |all )?comments?\b",
-        r"^\W*(?:print|email|e-mail|tweet|pin)(?: this(?: article| story| page)?)?\W*$",
-        r"^\W*(?:loading|please wait)\W*$",
+        (rf"^{_NW}*(?:related|more|other|latest|top|popular|trending|recommended|suggested|featured){_S}+"
+         rf"(?:articles?|stories|news|content|links|topics|reads?|videos?|posts?|coverage|headlines){_B1}"),
+        rf"^{_NW}*(?:read|see|watch|listen){_S}+(?:more|next|also|the full|full){_B1}",
+        rf"^{_NW}*more{_S}+(?:on this story|from{_B1}|stories{_B1}|like this{_B1})",
+        rf"^{_NW}*most{_S}+(?:read|popular|viewed|shared|watched|commented){_B1}",
+        rf"^{_NW}*(?:you (?:may|might) also like|recommended for you|don'?t miss|editor'?s picks?){_B1}",
+        rf"^{_NW}*share{_S}+(?:this|on|via|the|article|story|page){_B1}|^{_NW}*share{_NW}*$",
+        rf"^{_NW}*(?:advertisement|advert|ad|sponsored(?: content)?|promoted(?: content)?|paid content){_NW}*$",
+        (rf"^{_NW}*(?:subscribe|sign[{SPACE_CHARS}\-]*(?:up|in)|log[{SPACE_CHARS}\-]*in|register|create an account"
+         rf"|newsletters?){_B1}"),
+        (rf"{_B0}cookies?{_GAP}(?:consent|accept|agree|polic(?:y|ies)|settings|preferences|experience|browsing){_B1}"
+         rf"|{_B0}(?:use|uses|using|accept|agree){_GAP}cookies{_B1}"),
+        (rf"^{_NW}*(?:follow us|like us on|find us on|connect with us|click here|tap here|back to top"
+         rf"|skip to (?:main )?content|jump to|privacy (?:policy|notice)|terms (?:of (?:use|service)"
+         rf"|and conditions)|contact us|about us){_B1}"),
+        rf"^{_NW}*(?:image|media|video|photo|picture){_S}+(?:caption|source|copyright|credit){_B1}",
+        (rf"^{_NW}*(?:{_D}+{_S}+)?comments?(?:{_S}*\({_D}+\))?{_NW}*$"
+         rf"|^{_NW}*(?:leave|post|add|view) (?:a |all )?comments?{_B1}"),
+        rf"^{_NW}*(?:print|email|e-mail|tweet|pin)(?: this(?: article| story| page)?)?{_NW}*$",
+        rf"^{_NW}*(?:loading|please wait){_NW}*$",
     )
     # "By John Smith", "By John Smith, Reuters", "Reporting by A B; Editing by C D".
-    byline: str = (rf"^\s*(?:(?i:(?:additional\s+)?(?:reporting|writing|editing|written|words|story|text"
-                   rf"|photos?|photographs?|pictures?|video)\s+))?(?i:by):?\s+{_NAME}"
-                   rf"(?:{_NAME_SEP}(?:{_NAME}|\d[\w:.]*))*\s*\.?\s*$")
+    byline: str = (rf"^{_S}*(?:(?i:(?:additional{_S}+)?(?:reporting|writing|editing|written|words|story|text"
+                   rf"|photos?|photographs?|pictures?|video){_S}+))?(?i:by):?{_S}+{_NAME}"
+                   rf"(?:{_NAME_SEP}(?:{_NAME}|{_D}[{WORD_CHARS}:.]*))*{_S}*\.?{_S}*$")
     byline_max_words: int = 16
     # A timestamp line consists only of these tokens (case-insensitive) and punctuation, with a digit,
     # month or weekday among them: "Published 12:30 GMT, 3 March 2005", "Updated: 2024-01-02".
     date_token: str = (
-        r"\d{1,4}(?:st|nd|rd|th|h|am|pm|z|t\d{1,2})?|jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may"
+        rf"{_D}{{1,4}}(?:st|nd|rd|th|h|am|pm|z|t{_D}{{1,2}})?|jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may"
         r"|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
         r"|(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day)?|today|yesterday|am|pm|a|p|m"
         r"|gmt|utc|bst|cet|cest|est|edt|cst|cdt|mst|mdt|pst|pdt|ist|jst|aest|on|at|ago|just|now|hours?"
         r"|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|first|last|published|updated"
         r"|posted|modified|created|filed|date|time"
     )
-    date_anchor: str = r"\d|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun)"
+    date_anchor: str = rf"{_D}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun)"
     date_punct: str = ",.:/|-–—()+"
-    copyright: str = r"©|^\W*\(c\)|^\W*copyright\b|\ball rights reserved\b"
-    url_email: str = r"(?:https?://|www\.)\S+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"
+    copyright: str = rf"©|^{_NW}*\(c\)|^{_NW}*copyright{_B1}|{_B0}all rights reserved{_B1}"
+    # A URL, or an e-mail address (local part holding a letter or digit; domain ending in one).
+    url_email: str = (rf"(?:https?://|www\.){_NS}+"
+                      rf"|[.+\-]*{_W}[{WORD_CHARS}.+\-]*@[{WORD_CHARS}\-]+(?:\.[{WORD_CHARS}\-]+)*\.[{WORD_CHARS}\-]*{_W}")
     # A sentence span made of several lines is non-prose when more than this share of them are.
     line_majority: float = 0.5
     # This many consecutive sentences without ending punctuation are a list of headlines or links.
@@ -92,16 +113,15 @@ DEFAULT_RULES = ProseRules()
 
 @lru_cache(maxsize=16)
 def _compiled(rules: ProseRules) -> dict:
-    i = re.IGNORECASE
     return {
-        "end": re.compile(rules.end_punct),
-        "nav": re.compile(rules.nav_separators),
-        "boilerplate": re.compile("|".join(f"(?:{p})" for p in rules.boilerplate), i),
-        "byline": re.compile(rules.byline),
-        "date_token": re.compile(rules.date_token, i),
-        "date_anchor": re.compile(rules.date_anchor, i),
-        "copyright": re.compile(rules.copyright, i),
-        "url_email": re.compile(rules.url_email, i),
+        "end": re2_compile(rules.end_punct),
+        "nav": re2_compile(rules.nav_separators),
+        "boilerplate": re2_compile("|".join(f"(?:{p})" for p in rules.boilerplate), ignore_case=True),
+        "byline": re2_compile(rules.byline),
+        "date_token": re2_compile(rules.date_token, ignore_case=True),
+        "date_anchor": re2_compile(rules.date_anchor, ignore_case=True),
+        "copyright": re2_compile(rules.copyright, ignore_case=True),
+        "url_email": re2_compile(rules.url_email, ignore_case=True),
         "function_words": frozenset(rules.function_words),
     }
 
@@ -141,7 +161,7 @@ def line_reason(line: str, rules: ProseRules = DEFAULT_RULES, in_list: bool = Fa
     return None
 
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+_TOKEN = re.compile(r"\w+|[^\w\s]")  # a tokenizer, linear in `re` like data.text's (one step per character)
 
 
 def _is_timestamp(line: str, rules: ProseRules) -> bool:
@@ -172,8 +192,8 @@ def _logical_lines(chunk: str) -> list[str]:
     return [" ".join(parts) for parts in out]
 
 
-_MID_CLAUSE = re.compile(r"(?:[,;:(\-–—]|\b(?:the|a|an|of|to|and|or|in|on|for|with|that|by|at|from|as|is|was"
-                         r"|were|are|has|had|have))$")
+_MID_CLAUSE = re2_compile(rf"(?:[,;:(\-–—]|{_B0}(?:the|a|an|of|to|and|or|in|on|for|with|that|by|at|from|as|is"
+                          r"|was|were|are|has|had|have))$")
 
 
 def explain(text: str, spans: list[tuple[int, int]], rules: ProseRules | None = None) -> list[str | None]:

@@ -192,3 +192,58 @@ def test_corpus_text_loses_html_entity_debris():
 
     raw = "Dell Inc. &lt;DELL.O&gt; said it#39;s out #151; AT&amp;T caf#233; stays; C# and Item #12; stay"
     assert clean_text(raw, 1000) == ("Dell Inc. <DELL.O> said it's out — AT&T café stays; C# and Item #12; stay", None)
+
+
+def test_re2_classes_mean_what_python_re_means():
+    """RE2's \\s and \\w are ASCII-only: data.text spells out Python's Unicode ones for the rules."""
+    import re
+    import sys
+
+    from data.text import NOT_WORD_CHAR, SPACE, re2_compile
+
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    assert re2_compile(SPACE).findall(every) == re.findall(r"\s", every)
+    # Python's \w is RE2's letters, digits and _ as of Python's (older) Unicode version.
+    non_word = set("".join(re2_compile(NOT_WORD_CHAR + "+").findall(every)))
+    assert not non_word & set(re.findall(r"\w", every))
+
+
+def _reference_sentences(text: str) -> list[tuple[int, int]]:
+    """The splitter as first written (backtracking regex, re-splitting the text before each full stop):
+    quadratic on hostile text, the meaning `sentences` must keep."""
+    import re
+
+    from data.text import ABBREVIATIONS
+
+    spans, start = [], 0
+    for m in re.finditer(r"[.!?]+[\"'”’)\]]*(?=\s+|$)|\n\s*\n", text):
+        end = m.end()
+        if m.group().strip() and m.group()[0] == ".":
+            before = text[start:m.start()].split()
+            last = before[-1].lower().rstrip(".") if before else ""
+            if last in ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
+                continue
+            following = text[end:end + 3].lstrip()
+            if following and following[0].islower():
+                continue
+        spans.append((start, end))
+        start = end
+    spans.append((start, len(text)))
+    out = []
+    for s, e in spans:
+        chunk = text[s:e]
+        ls, rs = len(chunk) - len(chunk.lstrip()), len(chunk.rstrip())
+        if rs > ls:
+            out.append((s + ls, s + rs))
+    return out
+
+
+def test_sentence_splitter_keeps_its_meaning_on_random_text():
+    import random
+
+    rng = random.Random(10)
+    pieces = [".", "!", "?", '"', "'", "”", ")", "]", " ", "\n", "\t", "\u2028", "\xa0", "\r\n", "\n\n", "Mr", "mr",
+              "U.S", "e.g", "a", "A", "J", "word", "Word", "...", "(", "1.5"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
+        assert sentences(text) == _reference_sentences(text), repr(text)

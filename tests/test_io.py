@@ -399,3 +399,36 @@ def test_prose_rules_can_be_overridden():
     rules = ProseRules(boilerplate=["^talks ended"])  # lists, as a JSON/YAML config gives them
     sentence = "Talks ended without agreement on Monday, officials said."
     assert prose_mask(sentence, [(0, len(sentence))], rules) == [False]
+
+
+@pytest.mark.parametrize("line, reason", [
+    # Python's Unicode \w, \s and \b, which RE2 does not have on its own.
+    ("Contact: rédaction@exemple.fr", "url_email"),
+    ("Home\xa0|\xa0News\xa0|\xa0Sport\u2009|\u2009Weather", "navigation"),
+    ("By José Pérez\u00a0and Zoë Smith", "byline"),
+    ("We accept cookies\u2009and our privacy policy applies to this page.", "boilerplate"),
+    ("The bakery sold cookiesé and policy pamphlets to visitors on Monday morning.", None),  # no word boundary
+    ("Published ١٢:٣٠ GMT, 3 March 2005", "timestamp"),  # Arabic-Indic digits are digits
+])
+def test_prose_rules_read_unicode_as_python_does(line, reason):
+    from inference.prose import line_reason
+
+    assert line_reason(line) == reason
+
+
+def test_html_too_deep_to_follow_is_an_error_not_a_truncated_page(tmp_path):
+    from inference.inputs import HtmlError
+
+    deep = "<div>" * 5000 + "lost" + "</div>" * 5000 + "<p>after</p>"
+    with pytest.raises(HtmlError, match="depth"):
+        html_to_text(deep)
+    (tmp_path / "deep.html").write_text(deep)
+    [record] = iter_records([str(tmp_path / "deep.html")], max_bytes=100_000)
+    assert record.text is None and "depth" in record.error
+    assert html_to_text("<div>" * 1000 + "kept" + "</div>" * 1000)[0] == "kept"
+
+
+def test_unclosed_title_reads_its_markup_as_the_page():
+    text, title = html_to_text("<html><head><title>Talks<body><p>One.</p><p>Two.</p>")
+    assert text.split("\n\n") == ["Talks", "One.", "Two."] and title is None
+    assert html_to_text("<title>Using &lt;/p&gt; tags</title><p>Body.</p>") == ("Body.", "Using </p> tags")

@@ -206,16 +206,17 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
     return {"run_id": parent.info.run_id, "models": results, "lofo": lofo, "seconds": seconds}
 
 
-LOFO_COLUMNS = ["paragraph.roc_auc", "article.roc_auc", "paragraph.recall", "article.recall", "fpr", "word_f1",
-                "suggestion_accuracy"]
+LOFO_COLUMNS = {"paragraph.roc_auc": "para ROC", "article.roc_auc": "art ROC", "paragraph.recall": "para rec",
+                "article.recall": "art rec", "fpr": "clean FPR", "word_f1": "word F1",
+                "suggestion_accuracy": "sugg acc"}
 
 
 def lofo_table(title: str, rows: dict[str, dict]) -> str:
     """One line per family: figures on that family's spun texts against clean texts."""
-    head = f"{'family':12s} " + " ".join(f"{c:>19s}" for c in LOFO_COLUMNS)
+    head = f"{'family':10s} " + " ".join(f"{c:>9s}" for c in LOFO_COLUMNS.values())
     lines = [title, head, "-" * len(head)]
     for family, m in rows.items():
-        lines.append(f"{family:12s} " + " ".join(f"{m[c]:19.3f}" if c in m else f"{'-':>19s}" for c in LOFO_COLUMNS))
+        lines.append(f"{family:10s} " + " ".join(f"{m[c]:9.3f}" if c in m else f"{'-':>9s}" for c in LOFO_COLUMNS))
     return "\n".join(lines)
 
 
