@@ -60,8 +60,8 @@ class HttpConfig:
 @dataclass
 class ScoringConfig:
     loader: str = "inference.score:load_detector"
-    budget_s: float = 30.0
-    budget_s_per_100k_chars: float = 30.0
+    budget_s: float = 60.0
+    budget_s_per_100k_chars: float = 150.0
     start_timeout_s: float = 600.0
     preload: bool = False
 

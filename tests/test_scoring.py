@@ -20,7 +20,7 @@ from tests.conftest import PARAGRAPHS, ROOT
 from tests.hooks import DIE, hold_text, holds
 from tests.servers import child_env, wait_ended
 
-BUDGET_S = 8.0  # for texts of a few hundred characters: hundreds of times what the smoke model needs
+BUDGET_S = 20.0  # per call, for texts of a few hundred characters: far more than they take, even on a loaded machine
 HOOKED = ["scoring.loader=tests.hooks:held_detector", f"scoring.budget_s={BUDGET_S}",
           "scoring.budget_s_per_100k_chars=0"]
 TEXTS = [("a", PARAGRAPHS[0] + " " + PARAGRAPHS[1]), ("b", "Washington's best diplomat stated on Monday."),
@@ -33,9 +33,9 @@ def config(*overrides):
 
 @pytest.fixture(scope="module")
 def detector(smoke_run):
-    from inference import Detector
+    from inference.score import load_detector
 
-    return Detector.load("models:/unspin@champion")
+    return load_detector(config().inference)  # as the scoring process loads it
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,10 @@ SPUN = ("Washington's best diplomat stated on Monday that overseas ministers had
         "strengthen for farmers.")
 GROUP = "scorers"
 MAX_TEXT, MAX_MESSAGE = 20_000, 100_000
-HOOKED = "scoring.loader=tests.hooks:held_detector"
+# The scoring hooks, and no time limit on scoring unless a test sets one: a held message must stay held as long
+# as the test says, whatever the machine's speed.
+PATIENT = ["scoring.loader=tests.hooks:held_detector", "scoring.budget_s=3600"]
+WAIT = 900  # seconds: only turns a hang into a failure
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def overrides(port: int, prefix: str, *more: str, **worker) -> list[str]:
     values = {"redis_url": f"redis://127.0.0.1:{port}/0", **names(prefix), "batch_size": 16, "block_ms": 300,
               "claim_idle_ms": 1000, "claim_interval_ms": 300, "max_message_bytes": MAX_MESSAGE, **worker}
     return ([f"worker.{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in values.items()]
-            + [f"max_text_bytes={MAX_TEXT}", HOOKED, *more])
+            + [f"max_text_bytes={MAX_TEXT}", *PATIENT, *more])
 
 
 def group_info(r, stream: str) -> dict:
@@ -215,17 +218,17 @@ def test_parse_message():
 def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(r, redis_port_with_model, tmp_path):
     n, release = names("crash"), tmp_path / "release"
     ovr = overrides(redis_port_with_model, "crash")
-    valid, bad = fill(r, n, 400, hold=(60, release))
-    for i in (5, 6, 399):  # the same article sent again: still one verdict
+    valid, bad = fill(r, n, 120, hold=(60, release))
+    for i in (5, 6, 119):  # the same article sent again: still one verdict
         r.xadd(n["articles_stream"], {"id": f"art-{i:04d}", "text": text_for(i)})
 
     a = start_worker(tmp_path / "worker-a.log", *ovr, consumer="worker-a")
     try:
-        a.wait_until(lambda: holds(release), 300, "worker A holding a batch")
+        a.wait_until(lambda: holds(release), WAIT, "worker A holding a batch")
         scorer = scoring_child(a)
         a.send(signal.SIGKILL)
         assert a.wait(30) == -signal.SIGKILL
-        wait_ended(scorer.pid, 60, "the scoring process of the killed worker")  # it went with its owner
+        wait_ended(scorer.pid, WAIT, "the scoring process of the killed worker")  # it went with its owner
     finally:
         a.stop()
     held = r.xpending_range(n["articles_stream"], GROUP, "-", "+", 1000)
@@ -235,7 +238,7 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(r, redis_port_wi
     release.touch()
     b = start_worker(tmp_path / "worker-b.log", *ovr, consumer="worker-b")
     try:
-        b.wait_until(drained(r, n), 300, "worker B drains the stream", interval=0.2)
+        b.wait_until(drained(r, n), WAIT, "worker B drains the stream", interval=0.2)
         assert "claimed" in b.output()
         records = assert_ledger(r, n, valid, bad)
         for _, rid, words in ODD:
@@ -244,7 +247,7 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(r, redis_port_wi
         dead = entries(r, n["dead_stream"])
         assert all(d["error"] and d["stream"] == n["articles_stream"] for d in dead)
         b.send(signal.SIGTERM)  # idle, blocked in XREADGROUP: exits 0 within block_ms
-        assert b.wait(60) == 0
+        assert b.wait(WAIT) == 0
     finally:
         b.stop()
 
@@ -261,13 +264,13 @@ def test_poison_messages_of_every_kind_are_dead_lettered_once_and_spare_their_ba
         valid |= {rid, f"ok-{i}"}
     w = start_worker(tmp_path / "worker.log", *overrides(redis_port_with_model, "poison-all"), consumer="w")
     try:
-        w.wait_until(drained(r, n), 300, "the worker drains the stream", interval=0.2)
+        w.wait_until(drained(r, n), WAIT, "the worker drains the stream", interval=0.2)
         assert_ledger(r, n, valid, bad)
         errors = {d["message_id"]: d["error"] for d in entries(r, n["dead_stream"])}
         for mid, (_, words, _) in zip(bad, MALFORMED):
             assert words in errors[mid]
         w.send(signal.SIGTERM)
-        assert w.wait(60) == 0
+        assert w.wait(WAIT) == 0
         assert "0 failed batches" in w.output() and " 0 claimed" in w.output()  # no batch was lost to a poison
     finally:
         w.stop()
@@ -275,14 +278,14 @@ def test_poison_messages_of_every_kind_are_dead_lettered_once_and_spare_their_ba
 
 def test_sigterm_finishes_the_batch_in_hand_and_exits_0(r, redis_port_with_model, tmp_path):
     n, release = names("term"), tmp_path / "release"
-    fill(r, n, 300, hold=(20, release), bad_every=0)
+    fill(r, n, 64, hold=(20, release), bad_every=0)
     c = start_worker(tmp_path / "worker-c.log", *overrides(redis_port_with_model, "term"), consumer="worker-c")
     try:
-        c.wait_until(lambda: holds(release), 300, "worker C holding its second batch")
+        c.wait_until(lambda: holds(release), WAIT, "worker C holding its second batch")
         c.send(signal.SIGTERM)
-        c.wait_until(lambda: "finishing the batch in hand" in c.output(), 60, "SIGTERM noted")
+        c.wait_until(lambda: "finishing the batch in hand" in c.output(), WAIT, "SIGTERM noted")
         release.touch()
-        assert c.wait(120) == 0
+        assert c.wait(WAIT) == 0
         g = group_info(r, n["articles_stream"])
         assert g["pending"] == 0, "the batch in hand was left unacknowledged"
         assert g["lag"] > 0, "the worker went on reading after SIGTERM"
@@ -294,20 +297,20 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(r, redis_port_with_model
 def test_redis_killed_and_restarted_mid_drain_loses_nothing(own_redis, tmp_path):
     server, port, client = own_redis
     n, release = names("restart"), tmp_path / "release"
-    valid, bad = fill(client, n, 200, hold=(40, release))
+    valid, bad = fill(client, n, 80, hold=(40, release))
     w = start_worker(tmp_path / "worker.log", *overrides(port, "restart", redis_timeout_s=2), consumer="w")
     try:
-        w.wait_until(lambda: holds(release), 300, "the worker holding a batch")
+        w.wait_until(lambda: holds(release), WAIT, "the worker holding a batch")
         before = client.xlen(n["verdicts_stream"])
         server.send(signal.SIGKILL)  # Redis dies with a batch in hand and verdicts written
         server.wait(30)
         server, _ = start_redis(tmp_path / "redis", persistent=True, port=port)  # same files: the AOF
         assert client.xlen(n["verdicts_stream"]) == before and before > 0
         release.touch()
-        w.wait_until(drained(client, n), 300, "the worker drains the stream after the restart", interval=0.2)
+        w.wait_until(drained(client, n), WAIT, "the worker drains the stream after the restart", interval=0.2)
         assert_ledger(client, n, valid, bad)
         w.send(signal.SIGTERM)
-        assert w.wait(60) == 0
+        assert w.wait(WAIT) == 0
     finally:
         w.stop()
         server.stop()
@@ -319,20 +322,20 @@ def test_two_live_workers_share_the_stream_and_never_take_each_others_batch(r, r
     workers = {c: start_worker(tmp_path / f"{c}.log", *ovr, consumer=c) for c in ("one", "two")}
     try:
         for c, w in workers.items():
-            w.wait_until(lambda w=w, c=c: f"worker {c} reading" in w.output(), 300, f"worker {c} ready")
+            w.wait_until(lambda w=w, c=c: f"worker {c} reading" in w.output(), WAIT, f"worker {c} ready")
         r.xadd(n["articles_stream"], {"id": "held", "text": hold_text(release)})
-        workers["one"].wait_until(lambda: holds(release), 120, "one worker holding the first message")
+        workers["one"].wait_until(lambda: holds(release), WAIT, "one worker holding the first message")
         t_held = time.monotonic()
         holder = r.xpending_range(n["articles_stream"], GROUP, "-", "+", 10)[0]["consumer"].decode()
         other = ({"one", "two"} - {holder}).pop()
-        valid, bad = fill(r, n, 150)
+        valid, bad = fill(r, n, 60)
         workers[other].wait_until(lambda: group_info(r, n["articles_stream"])["lag"] == 0
-                                  and group_info(r, n["articles_stream"])["pending"] == 1, 300,
+                                  and group_info(r, n["articles_stream"])["pending"] == 1, WAIT,
                                   "the other worker drains the rest")
         # the holder keeps its message for at least 3 x claim_idle_ms, as long as the test says
         time.sleep(max(0.0, 3.0 - (time.monotonic() - t_held)))
         release.touch()
-        workers[holder].wait_until(drained(r, n), 120, "the held message answered")
+        workers[holder].wait_until(drained(r, n), WAIT, "the held message answered")
         assert_ledger(r, n, valid | {"held"}, bad)
         by = {v["id"]: v["consumer"] for v in entries(r, n["verdicts_stream"])}
         assert by.pop("held") == holder and set(by.values()) == {other}
@@ -348,20 +351,20 @@ def test_a_text_over_budget_gets_an_error_verdict_and_its_worker_keeps_it(r, red
     """The held text outlasts its budget, and its worker's heartbeat keeps it from the other live worker all
     the while (scoring is in a child process, so nothing starves the heartbeat thread)."""
     n, never = names("budget"), tmp_path / "never-released"
-    ovr = overrides(redis_port_with_model, "budget", "scoring.budget_s=6", "scoring.budget_s_per_100k_chars=0",
+    ovr = overrides(redis_port_with_model, "budget", "scoring.budget_s=20", "scoring.budget_s_per_100k_chars=0",
                     claim_idle_ms=1500)
     workers = {c: start_worker(tmp_path / f"{c}.log", *ovr, consumer=c) for c in ("one", "two")}
     try:
         for c, w in workers.items():
-            w.wait_until(lambda w=w, c=c: f"worker {c} reading" in w.output(), 300, f"worker {c} ready")
+            w.wait_until(lambda w=w, c=c: f"worker {c} reading" in w.output(), WAIT, f"worker {c} ready")
         pipe = r.pipeline(transaction=True)  # one batch: three articles and the text that never finishes
         for i in range(3):
             pipe.xadd(n["articles_stream"], {"id": f"fine-{i}", "text": text_for(i + 1)})
         pipe.xadd(n["articles_stream"], {"id": "slow", "text": hold_text(never)})
         pipe.execute()
-        workers["one"].wait_until(drained(r, n), 300, "all four answered")
+        workers["one"].wait_until(drained(r, n), WAIT, "all four answered")
         records = assert_ledger(r, n, {"fine-0", "fine-1", "fine-2", "slow"}, [])
-        assert records["slow"]["error"].startswith("scoring took longer than 6.0 s") and records["slow"]["score"] is None
+        assert records["slow"]["error"].startswith("scoring took longer than 20.0 s") and records["slow"]["score"] is None
         assert all(records[f"fine-{i}"]["error"] is None for i in range(3))
         assert holds(never) == 2  # in its batch, then alone, by the same worker: never claimed by the other
         assert len({v["consumer"] for v in entries(r, n["verdicts_stream"])}) == 1
@@ -379,14 +382,14 @@ def test_a_failing_verdict_write_leaves_messages_pending_until_it_can_be_written
     w = start_worker(tmp_path / "worker.log", *overrides(redis_port_with_model, "wrongtype", max_attempts=1000),
                      consumer="w")
     try:
-        w.wait_until(lambda: "verdict not written" in w.output() and "WRONGTYPE" in w.output(), 300,
+        w.wait_until(lambda: "verdict not written" in w.output() and "WRONGTYPE" in w.output(), WAIT,
                      "a verdict write failing")
         # nothing half-written, nothing acknowledged unanswered
         assert r.xlen(n["review_stream"]) == 0 and not r.keys(n["seen_prefix"] + "*")
         g = group_info(r, n["articles_stream"])
         assert g["pending"] + g["lag"] >= len(valid)
         r.delete(n["verdicts_stream"])  # repaired: the pending messages are claimed again and answered
-        w.wait_until(drained(r, n), 300, "the worker drains the stream once writes succeed", interval=0.2)
+        w.wait_until(drained(r, n), WAIT, "the worker drains the stream once writes succeed", interval=0.2)
         assert_ledger(r, n, valid, bad)
     finally:
         w.stop()
@@ -399,7 +402,7 @@ def test_a_text_that_kills_the_scoring_process_is_retried_then_dead_lettered(r, 
     w = start_worker(tmp_path / "worker.log", *overrides(redis_port_with_model, "crashy", max_attempts=2),
                      consumer="w")
     try:
-        w.wait_until(drained(r, n), 300, "the worker drains the stream", interval=0.2)
+        w.wait_until(drained(r, n), WAIT, "the worker drains the stream", interval=0.2)
         assert_ledger(r, n, valid, bad)
         (dead,) = entries(r, n["dead_stream"])
         assert dead["id"] == "crasher" and "gave up after 3 deliveries" in dead["error"]
@@ -415,11 +418,11 @@ def test_sigterm_while_redis_is_paused_exits_and_loses_nothing(own_redis, tmp_pa
     ovr = overrides(port, "paused", redis_timeout_s=1)
     w = start_worker(tmp_path / "worker.log", *ovr, consumer="w")
     try:
-        w.wait_until(lambda: holds(release), 300, "the worker holding a batch")
+        w.wait_until(lambda: holds(release), WAIT, "the worker holding a batch")
         server.send(signal.SIGSTOP)
         release.touch()  # its verdict writes now wait on a Redis that does not answer
         w.send(signal.SIGTERM)
-        assert w.wait(120) == 0
+        assert w.wait(WAIT) == 0
         assert psutil.Process(server.pid).status() == psutil.STATUS_STOPPED  # it exited while Redis was paused
         assert "redis unavailable" in w.output()
     finally:
@@ -427,7 +430,7 @@ def test_sigterm_while_redis_is_paused_exits_and_loses_nothing(own_redis, tmp_pa
         server.send(signal.SIGCONT)
     w2 = start_worker(tmp_path / "worker-2.log", *ovr, consumer="w2")
     try:
-        w2.wait_until(drained(client, n), 300, "another worker drains the stream", interval=0.2)
+        w2.wait_until(drained(client, n), WAIT, "another worker drains the stream", interval=0.2)
         assert_ledger(client, n, valid, bad)
     finally:
         w2.stop()
