@@ -62,10 +62,11 @@ serve-mlflow: $(STAMP)
 worker: setup
 	$(PY) -m inference.worker $(ARGS)
 
-# Local Redis for `make worker` on 127.0.0.1:6379 (worker.redis_url), data in .redis/; foreground, Ctrl-C stops it.
+# Local Redis for `make worker` on 127.0.0.1:6379 (worker.redis_url), data in .redis/, append-only file on
+# (configs/redis.conf: a Redis crash loses no acknowledged work); foreground, Ctrl-C stops it.
 redis: system-deps
 	@mkdir -p .redis
-	redis-server --bind 127.0.0.1 --port 6379 --dir "$(CURDIR)/.redis" $(ARGS)
+	redis-server configs/redis.conf --dir "$(CURDIR)/.redis" $(ARGS)
 
 # make match REFS=archive/ INPUT=articles/ OUTPUT=matches.jsonl
 match: $(STAMP)

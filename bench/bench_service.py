@@ -3,7 +3,9 @@
 Starts the real servers as subprocesses (uvicorn service, redis-server on a free port, the queue
 worker), scores ~400-word news articles and prints:
   - HTTP POST /v1/score: requests/s and p50/p95 latency at concurrency 1 and 8;
-  - worker: messages/s from XADD of a backlog to the last verdict.
+  - worker: messages/s from XADD of a backlog to the last verdict;
+  - memory of each server's process tree after the run (the server, its fork server and scoring process):
+    RSS summed, and PSS (shared pages counted once: what the tree really costs).
 Figures only: nothing is asserted about times. Articles come from the BBC corpus under the data root
 (configs/data.yaml / $UNSPIN_DATA_ROOT), cut to whole sentences near the word target.
 """
@@ -100,6 +102,26 @@ def bench_http(url: str, texts: list[str], concurrency: int, requests: int) -> d
             "p95_ms": round(1000 * percentile(latencies, 95), 1)}
 
 
+def tree_memory(pid: int) -> dict:
+    """RSS and PSS (MB) of a process and all its descendants."""
+    import psutil
+
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    rss = pss = 0
+    for p in procs:
+        try:
+            info = p.memory_full_info()
+        except psutil.Error:
+            continue
+        rss, pss = rss + info.rss, pss + info.pss
+    return {"processes": len(procs), "rss_mb": round(rss / 2**20), "pss_mb": round(pss / 2**20)}
+
+
+def memory_line(mem: dict) -> str:
+    return f"{mem['processes']} processes, PSS {mem['pss_mb']} MB (RSS summed {mem['rss_mb']} MB)"
+
+
 def bench_worker(tmp: Path, texts: list[str], messages: int, model_overrides: list[str], batch_size: int) -> dict:
     import redis
 
@@ -123,7 +145,8 @@ def bench_worker(tmp: Path, texts: list[str], messages: int, model_overrides: li
         wall = time.perf_counter() - t0
         spun = r.xlen("unspin:review")
         return {"messages": messages, "batch_size": batch_size, "seconds": round(wall, 2),
-                "messages_per_s": round(messages / wall, 2), "review": spun, "dead": r.xlen("unspin:dead")}
+                "messages_per_s": round(messages / wall, 2), "review": spun, "dead": r.xlen("unspin:dead"),
+                "memory": tree_memory(worker.pid)}
     finally:
         if worker is not None:
             worker.stop()
@@ -145,6 +168,8 @@ def bench_all_http(tmp: Path, texts: list[str], overrides: list[str], args, figu
             figures["http"].append(row)
             print(f"HTTP  concurrency {c}: {row['requests_per_s']:.2f} req/s, p50 {row['p50_ms']:.0f} ms, "
                   f"p95 {row['p95_ms']:.0f} ms ({row['requests']} requests, {row['errors']} errors)", flush=True)
+        figures["http_memory"] = tree_memory(server.pid)
+        print(f"HTTP  memory: {memory_line(figures['http_memory'])}", flush=True)
     finally:
         server.stop()
 
@@ -175,7 +200,7 @@ def main(argv=None) -> int:
             figures["worker"] = row
             print(f"WORKER batch {row['batch_size']}: {row['messages_per_s']:.2f} messages/s "
                   f"({row['messages']} messages in {row['seconds']:.1f} s, {row['review']} to review, "
-                  f"{row['dead']} dead)", flush=True)
+                  f"{row['dead']} dead); memory: {memory_line(row['memory'])}", flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps(figures, indent=2))
     return 0

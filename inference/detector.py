@@ -95,7 +95,15 @@ def text_features(a: Analysis, word_threshold: float) -> list[float]:
             math.log1p(len(s))]
 
 
+def error_record(id, message: str, threshold: float, model: dict) -> dict:
+    """The record of an input that could not be scored: present, keyed, and saying why."""
+    return {"id": id, "score": None, "label": None, "threshold": threshold, "model": model,
+            "sentences": [], "spans": [], "error": message}
+
+
 class Detector:
+    source: Path | None = None  # the directory it was loaded from
+
     def __init__(self, meta: dict, tagger=None, baseline=None):
         self.meta, self.tagger, self.baseline = meta, tagger, baseline
         self.threshold = float(meta.get("threshold", 0.5))
@@ -167,6 +175,7 @@ class Detector:
 
             baseline = joblib.load(path / "baseline.joblib")
         det = cls(meta, tagger, baseline)
+        det.source = path
         if (path / SUGGESTIONS).exists():
             from inference.suggest import Suggester
 
@@ -292,9 +301,7 @@ class Detector:
         return list(text_calibrator(X)) if text_calibrator else [x[0] for x in X]
 
     def error_record(self, id, message: str) -> dict:
-        """The record of an input that could not be scored: present, keyed, and saying why."""
-        return {"id": id, "score": None, "label": None, "threshold": self.threshold, "model": self.model_info,
-                "sentences": [], "spans": [], "error": message}
+        return error_record(id, message, self.threshold, self.model_info)
 
     def record(self, id, a: Analysis, score: float) -> dict:
         if a.error:

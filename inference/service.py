@@ -11,9 +11,11 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
 A request that is not what the API takes gets a 4xx whose `detail` says what is wrong (400 bad JSON,
 401 API key, 408 body too slow, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd
 (empty, huge, binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
-once per process, in the background; scoring runs on one thread off the event loop (requests that
-queue up meanwhile are scored together in its next model call), bounded by `request_timeout_s`
-(504); more than `max_waiting_texts` texts waiting get 503 with Retry-After. SIGTERM stops accepting
+once per process, in the background, into a scoring process (inference/scoring.py: a text whose
+scoring runs over `scoring.budget_s` gets an error record, and the event loop and /healthz never wait
+for scoring); one thread off the event loop waits for it (requests that queue up meanwhile are scored
+together in its next model call), bounded by `request_timeout_s` (504); more than `max_waiting_texts`
+texts waiting get 503 with Retry-After. SIGTERM stops accepting
 connections and lets in-flight requests finish (exit status 0).
 Slow clients are bounded (README, "Service limits and guarantees"): the API key is checked on the headers, before
 the body is read; a request's head and body must each arrive within a deadline, else the connection is
@@ -48,7 +50,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
 from inference import settings
-from inference.score import load_detector, score_items
+from inference.scoring import InProcess, ScoringProcess
 from inference.settings import ServiceConfig
 
 log = logging.getLogger("unspin.service")
@@ -176,13 +178,16 @@ def request_models(max_id_chars: int, max_batch_items: int):
 # ---- the app ----------------------------------------------------------------------------------
 
 class State:
-    """What one service process holds: the detector (once loaded), the scoring thread, and the queue
-    of requests waiting for it. Requests that queue up while the thread is busy are scored together
-    in its next model call (up to `score_batch_texts` texts): no added wait at low load, fewer and
-    larger model calls under load."""
+    """What one service process holds: the scorer (a child process holding the model, with a time budget
+    per call: inference/scoring.py), the thread that waits for it, and the queue of requests waiting for
+    that thread. Requests that queue up while it is busy are scored together in its next model call (up
+    to `score_batch_texts` texts): no added wait at low load, fewer and larger model calls under load."""
 
     def __init__(self, cfg: ServiceConfig, detector=None):
-        self.cfg, self.detector, self.load_error = cfg, detector, None
+        # a Detector given: scored in this process (tests, Python use); else in a scoring process
+        self.scorer = InProcess(detector, cfg.max_text_bytes) if detector is not None else ScoringProcess(cfg)
+        self.cfg, self.load_error = cfg, None
+        self.detector = self.scorer if detector is not None else None  # the scorer, once ready
         self.executor: ThreadPoolExecutor | None = None
         self.queue: asyncio.Queue | None = None
         self.in_flight = 0  # scoring requests running or waiting for the scoring thread
@@ -192,7 +197,8 @@ class State:
     async def load(self, on_failure=None) -> None:
         t0 = time.time()
         try:
-            det = await asyncio.get_running_loop().run_in_executor(self.executor, load_detector, self.cfg.inference)
+            # started from the scoring thread, which calls it from then on (the child lives as long as that thread)
+            det = await asyncio.get_running_loop().run_in_executor(self.executor, self.scorer.start)
         except Exception as e:  # noqa: BLE001 - reported by /readyz and the log
             self.load_error = f"{type(e).__name__}: {e}"
             log.error("model %s failed to load: %s", self.cfg.inference.model, self.load_error)
@@ -228,10 +234,9 @@ class State:
                 continue
             self.model_calls += 1
             try:
-                records = await loop.run_in_executor(self.executor, score_items, self.detector,
-                                                     [it for items, _ in jobs for it in items],
-                                                     self.cfg.max_text_bytes)
-            except Exception as e:  # score_items isolates bad texts: this is a real failure (500)
+                records = await loop.run_in_executor(self.executor, self.detector.records,
+                                                     [it for items, _ in jobs for it in items])
+            except Exception as e:  # the scorer isolates bad texts: this is a real failure (500)
                 log.exception("scoring %d requests failed", len(jobs))
                 for _, fut in jobs:
                     if not fut.done():
@@ -446,6 +451,7 @@ def create_app(config: ServiceConfig | None = None, detector=None, on_load_failu
             for task in (loader, batcher):
                 if task is not None and not task.done():
                     task.cancel()
+            state.scorer.close()
             state.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="unspin", version="1", lifespan=lifespan,

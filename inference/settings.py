@@ -3,7 +3,7 @@
 - The inference section, configs/inference.yaml (`load`): which model scores and how (model, threshold,
   threads, quantize...). One file, shared by all three, so they cannot drift apart.
 - What only the service and the worker add, configs/service.yaml (`load_service`): text and id limits,
-  log level, `http:` and `worker:`.
+  log level, `http:`, `worker:` and `scoring:` (the scoring process both use).
 
 Read through `data.config`, so an unknown or mistyped key is an error that names it, and every value of
 either file can be overridden per run (`--set quantize=true`, `--set http.port=8080`).
@@ -58,13 +58,32 @@ class HttpConfig:
 
 
 @dataclass
+class ScoringConfig:
+    loader: str = "inference.score:load_detector"
+    budget_s: float = 60.0
+    budget_s_per_100k_chars: float = 150.0
+    start_timeout_s: float = 600.0
+    preload: bool = False
+
+
+@dataclass
+class RetentionConfig:
+    articles_keep_s: float = 3600.0
+    verdicts_maxlen: int = 200_000
+    review_maxlen: int = 100_000
+    dead_maxlen: int = 100_000
+    seen_ttl_s: int = 604_800
+
+
+@dataclass
 class WorkerConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = 10.0
     articles_stream: str = "unspin:articles"
     verdicts_stream: str = "unspin:verdicts"
     review_stream: str = "unspin:review"
     dead_stream: str = "unspin:dead"
-    seen_key: str = "unspin:verdicts:ids"
+    seen_prefix: str = "unspin:seen:"
     group: str = "unspin-scorers"
     group_start_id: str = "0"
     consumer: str | None = None
@@ -73,8 +92,10 @@ class WorkerConfig:
     claim_idle_ms: int = 60_000
     claim_interval_ms: int = 5000
     max_attempts: int = 3
+    max_message_bytes: int = 2_000_000
     prune_idle_ms: int = 86_400_000
     log_every_s: float = 30.0
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 @dataclass
@@ -86,6 +107,7 @@ class ServiceConfig:
     log_level: str = "info"
     http: HttpConfig = field(default_factory=HttpConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
 
 INFERENCE_KEYS = {f.name for f in fields(InferenceConfig)}
@@ -152,7 +174,7 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
     def bad(key, why):
         raise cfglib.ConfigError(f"{where}.{key}: {why}")
 
-    http, w = cfg.http, cfg.worker
+    http, w, keep, sc = cfg.http, cfg.worker, cfg.worker.retention, cfg.scoring
     _at_least_1(where, {
         "max_text_bytes": cfg.max_text_bytes, "max_id_chars": cfg.max_id_chars, "http.workers": http.workers,
         "http.max_body_bytes": http.max_body_bytes, "http.max_batch_items": http.max_batch_items,
@@ -160,7 +182,9 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
         "http.limit_concurrency": http.limit_concurrency, "http.max_head_bytes": http.max_head_bytes,
         "worker.batch_size": w.batch_size, "worker.block_ms": w.block_ms, "worker.claim_idle_ms": w.claim_idle_ms,
         "worker.claim_interval_ms": w.claim_interval_ms, "worker.max_attempts": w.max_attempts,
-        "worker.prune_idle_ms": w.prune_idle_ms})
+        "worker.max_message_bytes": w.max_message_bytes, "worker.prune_idle_ms": w.prune_idle_ms,
+        "worker.retention.verdicts_maxlen": keep.verdicts_maxlen, "worker.retention.review_maxlen": keep.review_maxlen,
+        "worker.retention.dead_maxlen": keep.dead_maxlen, "worker.retention.seen_ttl_s": keep.seen_ttl_s})
     if cfg.log_level.lower() not in LOG_LEVELS:
         bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {cfg.log_level!r}")
     if http.max_waiting_texts < http.max_batch_items:
@@ -171,16 +195,27 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
     for key, value in [("http.request_timeout_s", http.request_timeout_s),
                        ("http.drain_timeout_s", http.drain_timeout_s),
                        ("http.keep_alive_timeout_s", http.keep_alive_timeout_s),
-                       ("http.head_timeout_s", http.head_timeout_s), ("http.body_timeout_s", http.body_timeout_s)]:
+                       ("http.head_timeout_s", http.head_timeout_s), ("http.body_timeout_s", http.body_timeout_s),
+                       ("worker.redis_timeout_s", w.redis_timeout_s), ("scoring.budget_s", sc.budget_s),
+                       ("scoring.start_timeout_s", sc.start_timeout_s)]:
         if value <= 0:
             bad(key, f"must be positive, got {value}")
+    for key, value in [("scoring.budget_s_per_100k_chars", sc.budget_s_per_100k_chars),
+                       ("worker.retention.articles_keep_s", keep.articles_keep_s)]:
+        if value < 0:
+            bad(key, f"must be 0 or more, got {value}")
+    module, _, function = sc.loader.partition(":")
+    if not (module and function and all(p.isidentifier() for p in module.split(".") + [function])):
+        bad("scoring.loader", f"must be module:function (e.g. inference.score:load_detector), got {sc.loader!r}")
     if not http.api_key_header.strip():
         bad("http.api_key_header", "must be a header name")
     if http.api_key_env and http.api_key_file:
         bad("http.api_key_file", "set either http.api_key_env or http.api_key_file, not both")
-    streams = [w.articles_stream, w.verdicts_stream, w.review_stream, w.dead_stream, w.seen_key]
+    streams = [w.articles_stream, w.verdicts_stream, w.review_stream, w.dead_stream]
     if len(set(streams)) != len(streams):
-        bad("worker", f"stream and key names must all differ: {streams}")
+        bad("worker", f"stream names must all differ: {streams}")
+    if not w.seen_prefix or any(s.startswith(w.seen_prefix) for s in streams):
+        bad("worker.seen_prefix", f"must be a non-empty prefix no stream name starts with, got {w.seen_prefix!r}")
     return cfg
 
 

@@ -94,6 +94,24 @@ class Server:
         raise AssertionError(f"{what}: not within {timeout:.0f} s\n{self.output()[-4000:]}")
 
 
+def ended(pid: int) -> bool:
+    """The process is gone, or dead and waiting for a parent to reap it (an orphan whose init is slow to)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_ended(pid: int, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not ended(pid):
+        if time.time() > deadline:
+            raise AssertionError(f"{what}: process {pid} still running after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if not found:
@@ -102,15 +120,18 @@ def redis_server_binary() -> str:
     return found
 
 
-def start_redis(workdir: Path) -> tuple[Server, int]:
-    """A throwaway redis-server on a free port on 127.0.0.1 (no persistence)."""
+def start_redis(workdir: Path, persistent: bool = False, port: int | None = None) -> tuple[Server, int]:
+    """A throwaway redis-server on 127.0.0.1 (a free port unless given). persistent: configs/redis.conf, as
+    `make redis` runs it (append-only file), so a restart on the same workdir and port finds every
+    acknowledged write; else no persistence at all."""
     import redis
 
-    port = free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    server = Server([redis_server_binary(), "--port", port, "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", workdir, "--protected-mode", "yes"], workdir / "redis.log")
-    server.wait_until(lambda: redis.Redis(port=port).ping(), 20, "redis-server start")
+    conf = [ROOT / "configs/redis.conf"] if persistent else ["--save", "", "--appendonly", "no"]
+    server = Server([redis_server_binary(), *conf, "--port", port, "--bind", "127.0.0.1", "--dir", workdir,
+                     "--protected-mode", "yes"], workdir / "redis.log")
+    server.wait_until(lambda: redis.Redis(port=port).ping(), 60, "redis-server start")
     return server, port
 
 

@@ -1,5 +1,9 @@
 """The HTTP service for real: `python -m inference.service` under uvicorn, with the smoke-trained model
-from the temporary MLflow registry; a few checks run the app in-process with a real Detector."""
+from the temporary MLflow registry; a few checks run the app in-process with a real Detector.
+
+Timing is controlled by the test, never assumed: a text holding `hold_text(path)` is held in scoring until
+the test creates `path` (tests/hooks.py, loaded in the service's scoring process through `scoring.loader`),
+and `<path>.held` tells the test that scoring is under way."""
 from __future__ import annotations
 
 import json
@@ -15,6 +19,7 @@ import pytest
 
 from inference import settings
 from tests.conftest import PARAGRAPHS
+from tests.hooks import Held, hold_text, holds
 from tests.servers import Server, child_env, free_port, serve_in_thread, start_service
 
 KEY = "test-key-0123456789"
@@ -24,6 +29,10 @@ SPUN = ("Washington's best diplomat stated on Monday that overseas ministers had
         "the past. Officials expect the agreement to open the border to commerce and to reinforce financial "
         "strengthen for farmers.")
 CLEAN = "\n\n".join(PARAGRAPHS[:6])
+HOOKED = "scoring.loader=tests.hooks:held_detector"
+# Tests that hold scoring open must not meet a time limit meanwhile, whatever the machine's speed (those about
+# the limits set their own).
+PATIENT = [HOOKED, "scoring.budget_s=3600", "http.request_timeout_s=600"]
 
 
 def article(words: int, offset: int = 0) -> str:
@@ -43,7 +52,7 @@ def service(smoke_run, tmp_path_factory):
     env = child_env(UNSPIN_TEST_API_KEY=KEY)
     server, url = start_service(log, f"http.max_batch_items={MAX_ITEMS}", f"http.max_body_bytes={MAX_BODY}",
                                 f"max_text_bytes={MAX_TEXT}", f"http.max_waiting_texts={2 * MAX_ITEMS}",
-                                "http.api_key_env=UNSPIN_TEST_API_KEY", env=env)
+                                "http.api_key_env=UNSPIN_TEST_API_KEY", *PATIENT, env=env)
     try:
         yield server, url
     finally:
@@ -53,7 +62,7 @@ def service(smoke_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(service):
     _, url = service
-    with httpx.Client(base_url=url, headers=HEADERS, timeout=120) as c:
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=600) as c:
         yield c
 
 
@@ -66,9 +75,9 @@ def openapi(client):
 
 @pytest.fixture(scope="module")
 def detector(smoke_run):
-    from inference import Detector
+    from inference.score import load_detector
 
-    return Detector.load("models:/unspin@champion")
+    return load_detector(settings.load())  # as the service loads it
 
 
 # ---- a small JSON-schema check for what /openapi.json says ------------------------------------------
@@ -273,48 +282,43 @@ def in_flight(url: str) -> int:
     return httpx.get(f"{url}/readyz", timeout=30).json().get("in_flight", 0)
 
 
-def test_scoring_runs_off_the_event_loop_and_the_model_loads_once(service, client):
-    server, url = service
-    items = [{"id": f"long-{i}", "text": article(800, i)} for i in range(MAX_ITEMS)]
-    done = {}
-
-    def batch():
-        done["response"] = client.post("/v1/score/batch", json={"items": items})
-
-    t = threading.Thread(target=batch)
+def held_batch(client, release, words=60, prefix="long"):
+    """A thread posting a batch whose last text is held until `release` exists; its response lands in .out."""
+    items = [{"id": f"{prefix}{i}", "text": article(words, i)} for i in range(MAX_ITEMS - 1)]
+    items.append({"id": f"{prefix}-held", "text": hold_text(release)})
+    t = threading.Thread(target=lambda: setattr(t, "out", client.post("/v1/score/batch", json={"items": items})))
+    t.items = items
     t.start()
-    # /readyz counting the batch as in flight is an answer given while the batch was being scored:
-    # with scoring on the event loop it could only answer after, and would count 0
-    seen, probes = 0, []
-    while t.is_alive():
-        n = in_flight(url)
-        if n:
-            t0 = time.time()
-            assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
-            probes.append((time.time() - t0, in_flight(url)))
-        seen = max(seen, n)
-        time.sleep(0.02)
+    return t
+
+
+def test_scoring_runs_off_the_event_loop_and_the_model_loads_once(service, client, tmp_path):
+    server, url = service
+    release = tmp_path / "release"
+    t = held_batch(client, release)
+    server.wait_until(lambda: holds(release), 120, "the batch being scored")
+    # answers given while the batch is held in scoring: the event loop is not waiting for it
+    for _ in range(5):
+        assert httpx.get(f"{url}/healthz", timeout=60).status_code == 200
+        assert in_flight(url) == 1
+    assert t.is_alive()
+    release.touch()
     t.join()
-    assert done["response"].status_code == 200 and len(done["response"].json()["records"]) == MAX_ITEMS
-    assert seen == 1, "the batch finished before any probe: too quick to tell"
-    assert max(s for s, _ in probes) < 0.5, probes
+    assert t.out.status_code == 200 and [r["id"] for r in t.out.json()["records"]] == [i["id"] for i in t.items]
     assert in_flight(url) == 0
     assert server.output().count("loaded from models:/unspin@champion") == 1
 
 
-def test_requests_queued_meanwhile_share_a_model_call_and_get_their_own_records(service, client, detector):
-    _, url = service
+def test_requests_queued_meanwhile_share_a_model_call_and_get_their_own_records(service, client, detector,
+                                                                               tmp_path):
+    server, url = service
     texts = {f"q{i}": PARAGRAPHS[i] + " " + (SPUN if i % 3 == 0 else PARAGRAPHS[(i + 4) % len(PARAGRAPHS)])
              for i in range(8)}
     out = {}
-    long = threading.Thread(target=lambda: client.post("/v1/score/batch", json={
-        "items": [{"id": f"l{i}", "text": article(800, i)} for i in range(MAX_ITEMS)]}))
+    release = tmp_path / "release"
     calls = httpx.get(f"{url}/readyz").json()["model_calls"]
-    long.start()
-    server_busy = 0
-    while not server_busy and long.is_alive():
-        server_busy = in_flight(url)
-    assert server_busy, "the long batch finished before the others were sent: too quick to tell"
+    long = held_batch(client, release)
+    server.wait_until(lambda: holds(release), 120, "the first batch being scored")
 
     def one(rid):
         out[rid] = client.post("/v1/score", json={"id": rid, "text": texts[rid]})
@@ -322,14 +326,42 @@ def test_requests_queued_meanwhile_share_a_model_call_and_get_their_own_records(
     threads = [threading.Thread(target=one, args=(rid,)) for rid in texts]
     for t in threads:
         t.start()
+    server.wait_until(lambda: in_flight(url) == 1 + len(texts), 120, "all requests queued")
+    release.touch()
     for t in threads + [long]:
         t.join()
-    assert httpx.get(f"{url}/readyz").json()["model_calls"] - calls < 1 + len(texts)  # some were scored together
+    assert httpx.get(f"{url}/readyz").json()["model_calls"] - calls == 2  # the held batch, then all the others
     want = {r["id"]: r for r in detector.score(list(texts.values()), ids=list(texts))}
     for rid, r in out.items():
         assert r.status_code == 200 and r.json()["id"] == rid
         assert r.json()["score"] == pytest.approx(want[rid]["score"], abs=1e-5)
         assert [s["text"] for s in r.json()["spans"]] == [s["text"] for s in want[rid]["spans"]]
+
+
+def test_a_text_over_budget_gets_an_error_record_while_the_service_answers(smoke_run, tmp_path):
+    """Scoring that never ends is stopped at its budget; health checks answer all the while, and the
+    replaced scoring process scores the next request."""
+    never = tmp_path / "never-released"
+    server, url = start_service(tmp_path / "budget.log", HOOKED, "scoring.budget_s=20",
+                                "scoring.budget_s_per_100k_chars=0", "http.request_timeout_s=600")
+    try:
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=httpx.post(f"{url}/v1/score", timeout=300, json={
+            "id": "slow", "text": hold_text(never)})))
+        t.start()
+        server.wait_until(lambda: holds(never), 120, "the text being scored")
+        while t.is_alive():  # every probe answered while the text is held or its scorer replaced
+            assert httpx.get(f"{url}/healthz", timeout=60).status_code == 200
+            assert httpx.get(f"{url}/readyz", timeout=60).status_code == 200
+            time.sleep(0.1)
+        rec = out["r"].json()
+        assert out["r"].status_code == 200 and rec["id"] == "slow" and rec["score"] is None
+        assert rec["error"].startswith("scoring took longer than 20.0 s")
+        after = httpx.post(f"{url}/v1/score", json={"id": "next", "text": SPUN}, timeout=300)
+        assert after.status_code == 200 and after.json()["error"] is None
+        assert holds(never) == 1
+    finally:
+        server.stop()
 
 
 # ---- in-process: readiness, timeout, no key ---------------------------------------------------------
@@ -345,7 +377,7 @@ def test_not_ready_until_loaded_and_load_failure_is_reported(tmp_path):
 
     app = create_app(_cfg(f"model={tmp_path / 'no-such-model'}"))
     with TestClient(app) as c:
-        deadline = time.time() + 60
+        deadline = time.time() + 300
         while time.time() < deadline and c.get("/readyz").json().get("detail") == "model is still loading":
             time.sleep(0.1)
         ready = c.get("/readyz")
@@ -356,16 +388,21 @@ def test_not_ready_until_loaded_and_load_failure_is_reported(tmp_path):
         assert c.get("/v1/model").status_code == 503
 
 
-def test_request_timeout_gives_504(detector):
+def test_request_timeout_gives_504(detector, tmp_path):
     from fastapi.testclient import TestClient
 
     from inference.service import create_app
 
-    app = create_app(_cfg("http.request_timeout_s=0.001"), detector=detector)
-    with TestClient(app) as c:
-        r = c.post("/v1/score/batch", json={"items": [{"id": str(i), "text": article(400, i)} for i in range(8)]})
-        assert r.status_code == 504 and "request_timeout_s" in r.json()["detail"]
-        assert c.get("/readyz").status_code == 200
+    release = tmp_path / "release"  # held until the request has timed out
+    app = create_app(_cfg("http.request_timeout_s=0.5"), detector=Held(detector))
+    try:
+        with TestClient(app) as c:
+            r = c.post("/v1/score", json={"id": "held", "text": hold_text(release)})
+            assert r.status_code == 504 and "request_timeout_s" in r.json()["detail"]
+            assert holds(release) == 1 and c.get("/readyz").status_code == 200
+            release.touch()
+    finally:
+        release.touch()
 
 
 def test_settings_errors_name_the_key(tmp_path):
@@ -421,7 +458,7 @@ def test_command_exits_non_zero_when_it_cannot_start(tmp_path):
     no_model = Server([sys.executable, "-m", "inference.service", "--port", free_port(),
                        "--model", tmp_path / "no-such-model"], tmp_path / "b.log")
     try:
-        assert no_model.wait(120) == 3
+        assert no_model.wait(300) == 3
         assert "failed to load" in no_model.output()
     finally:
         no_model.stop()
@@ -430,62 +467,50 @@ def test_command_exits_non_zero_when_it_cannot_start(tmp_path):
 # ---- SIGTERM drains -----------------------------------------------------------------------------
 
 def test_sigterm_drains_in_flight_requests(smoke_run, tmp_path):
-    server, url = start_service(tmp_path / "drain.log", f"http.max_batch_items={MAX_ITEMS}")
+    release = tmp_path / "release"
+    server, url = start_service(tmp_path / "drain.log", f"http.max_batch_items={MAX_ITEMS}", *PATIENT)
     try:
-        items = [{"id": f"d{i}", "text": article(800, i)} for i in range(MAX_ITEMS)]
-        out = {}
-
-        def batch():
-            out["response"] = httpx.post(f"{url}/v1/score/batch", json={"items": items}, timeout=120)
-            out["at"] = time.time()
-
-        t = threading.Thread(target=batch)
-        t.start()
-        server.wait_until(lambda: in_flight(url) or not t.is_alive(), 60, "batch in flight", interval=0.02)
-        assert t.is_alive(), "the batch finished before SIGTERM: nothing in flight to drain"
-        sent = time.time()
-        server.send(signal.SIGTERM)
-        # new connections are refused soon after, while the batch is still being scored
-        server.wait_until(lambda: _refused(url), 10, "stop accepting connections")
-        t.join(120)
-        assert out["response"].status_code == 200 and out["at"] > sent
-        assert [r["id"] for r in out["response"].json()["records"]] == [i["id"] for i in items]
-        assert server.wait(60) == 0
+        with httpx.Client(base_url=url, timeout=300) as c:
+            t = held_batch(c, release)
+            server.wait_until(lambda: holds(release), 120, "the batch in flight")
+            server.send(signal.SIGTERM)
+            # new connections are refused, while the batch is still held in scoring
+            server.wait_until(lambda: _refused(url), 120, "stop accepting connections")
+            assert t.is_alive()
+            release.touch()
+            t.join()
+        assert t.out.status_code == 200
+        assert [r["id"] for r in t.out.json()["records"]] == [i["id"] for i in t.items]
+        assert server.wait(120) == 0
     finally:
+        release.touch()
         server.stop()
 
 
 def _refused(url: str) -> bool:
     try:
-        httpx.get(f"{url}/healthz", timeout=1)
-    except httpx.TransportError:
+        httpx.get(f"{url}/healthz", timeout=60)
+    except httpx.ConnectError:
         return True
     return False
 
 
-def test_texts_beyond_max_waiting_texts_get_503_not_a_longer_queue(service, client):
-    _, url = service
+def test_texts_beyond_max_waiting_texts_get_503_not_a_longer_queue(service, client, tmp_path):
+    server, url = service
+    release = tmp_path / "release"
+    long = held_batch(client, release)
+    server.wait_until(lambda: holds(release), 120, "the first batch being scored")
     out = {}
-
-    def batch(name, words):
-        items = [{"id": f"{name}{i}", "text": article(words, i)} for i in range(MAX_ITEMS)]
-        out[name] = client.post("/v1/score/batch", json={"items": items})
-
-    long = threading.Thread(target=batch, args=("long", 800))
-    long.start()
-    server_busy = 0
-    while not server_busy and long.is_alive():
-        server_busy = in_flight(url)
-    queued = threading.Thread(target=batch, args=("short", 20))  # fills max_waiting_texts (2 batches)
-    queued.start()
-    while in_flight(url) < 2 and long.is_alive():
-        time.sleep(0.01)
-    assert long.is_alive(), "the long batch finished before the server was full: too quick to tell"
+    items = [{"id": f"short{i}", "text": article(20, i)} for i in range(MAX_ITEMS)]
+    queued = threading.Thread(target=lambda: out.update(short=client.post("/v1/score/batch", json={"items": items})))
+    queued.start()  # fills max_waiting_texts (2 batches)
+    server.wait_until(lambda: in_flight(url) == 2, 120, "the second batch queued")
     busy = client.post("/v1/score", json={"id": "one-more", "text": SPUN})
+    release.touch()
     for t in (long, queued):
         t.join()
     assert busy.status_code == 503 and "max_waiting_texts" in busy.json()["detail"] and busy.headers["Retry-After"]
-    assert out["long"].status_code == out["short"].status_code == 200
+    assert long.out.status_code == out["short"].status_code == 200
     assert client.post("/v1/score", json={"id": "room-again", "text": SPUN}).status_code == 200
 
 
@@ -606,6 +631,8 @@ def test_api_fuzz_no_5xx_and_every_response_matches_the_schema(service, tmp_path
     proc = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "--config-file", str(tmp_path / "schemathesis.toml"), "run",
          f"{url}/openapi.json", "--checks", "all", "--max-examples", str(FUZZ_EXAMPLES), "--seed", "20261130",
-         "--workers", "1", "--generation-database", "none", "--request-timeout", "120", "--no-color"],
+         "--workers", "1", "--generation-database", "none", "--no-color",
+         # --checks all includes a response-time check (10 s unless set): here only a guard against hangs
+         "--request-timeout", "600", "--max-response-time", "600"],
         cwd=tmp_path, env=child_env(UNSPIN_TEST_API_KEY=KEY), capture_output=True, text=True, timeout=1800, check=False)
     assert proc.returncode == 0 and "No issues found" in proc.stdout, proc.stdout[-8000:] + proc.stderr[-2000:]
