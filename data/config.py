@@ -89,7 +89,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping. `extends: other.yaml` (beside it) starts from that file's values: a config
+    is its base plus what it changes, so a value is written once."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -99,7 +101,22 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return raw
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path.name}.extends: expected a file name, got {base!r}")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path.name}.extends: a cycle through {path}")
+    return merge(read_yaml(path.parent / base, (*seen, path.resolve())), raw)
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """`base` with `changes` laid over it: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for k, v in changes.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def load(path: str | Path, cls, overrides: list[str] | None = None):

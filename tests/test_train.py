@@ -84,6 +84,22 @@ def test_worse_model_does_not_take_champion(smoke_run, tmp_path_factory):
     assert str(MlflowClient().get_model_version_by_alias("unspin", "champion").version) == "1"
 
 
+def test_a_config_is_its_base_plus_its_changes(tmp_path):
+    base = train_config.load(ROOT / "configs/train.yaml")
+    smoke = train_config.load(ROOT / "configs/smoke.yaml")
+    assert smoke.baseline.word_ngrams == base.baseline.word_ngrams and smoke.context.gate == base.context.gate
+    assert (smoke.baseline.hash_bits, base.baseline.hash_bits) == (18, 22)  # a nested change keeps its siblings
+    full = train_config.load(ROOT / "configs/train-full.yaml")
+    assert full.tagger.max_train_rows is None and full.tagger.lr == base.tagger.lr
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        train_config.load(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: train.yaml\n")
+    with pytest.raises(ConfigError, match="not found"):
+        train_config.load(tmp_path / "c.yaml")
+
+
 def test_bad_train_config_key_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("tagger:\n  learning_rate: 0.1\n")
