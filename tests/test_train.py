@@ -23,6 +23,11 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
     for key in ("val_article_roc_auc", "test_word_f1", "test_sentence_f1", "test_mrpc_fpr", "threshold"):
         assert key in run.data.metrics, key
     assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch_val_word_f1")] == [0]
+    # hyperparameters as params, side by side in the MLflow UI
+    params = run.data.params
+    assert params["tagger.lr"] == "0.0002" and params["tagger.max_train_rows"] == "600"
+    assert params["context.gate"] == "[0.02, 0.98]" and "baseline.hash_bits" not in params
+    assert client.get_run(smoke_run["models"]["baseline"]["run_id"]).data.params["baseline.hash_bits"] == "18"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
         a.path for d in ("plots", "evaluation") for a in client.list_artifacts(run.info.run_id, d)}
     for path in ("model_card.md", "plots/pr_curve.png", "plots/calibration.png", "plots/confusion_matrix.png",

@@ -74,6 +74,22 @@ def tables_for(det, cfg: TrainConfig, tables: dict, families: list[str], origina
         det.use_lexicon(known_phrases(tables, originals, ls.min_words, ls.max_clean_hits), ls.score)
 
 
+SECTIONS = {"baseline": ["baseline", "calibration"],
+            "tagger": ["tagger", "calibration", "context", "suggestions", "lexicon_signal"]}
+
+
+def hyperparameters(cfg: TrainConfig, kind: str, exclude: str | None) -> dict[str, str]:
+    """The config sections a model was made with, flattened ("tagger.lr"): params the MLflow UI compares."""
+    def flat(prefix: str, value) -> dict:
+        if isinstance(value, dict):
+            return {k: v for key, sub in value.items() for k, v in flat(f"{prefix}.{key}", sub).items()}
+        return {prefix: str(value)}
+
+    raw = dataclasses.asdict(cfg)
+    names = SECTIONS[kind] + (["lofo"] if exclude else [])
+    return {"seed": str(cfg.seed), **{k: v for name in names for k, v in flat(name, raw[name]).items()}}
+
+
 def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, tables: dict, exclude: str | None = None,
             register: str | None = None) -> dict:
     """Fit, calibrate, evaluate and log one model in the active (nested) run. `exclude`: a family held out
@@ -110,7 +126,7 @@ def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, tables: dict,
     det.meta["families"] = known
     val = fit_calibration(det, val_rows, cfg.calibration, cfg.seed, cfg.context if kind == "tagger" else None)
     mlflow.log_params({"kind": kind, "excluded_family": exclude or "none", "train_rows": len(train_rows),
-                       "dataset_hash": dataset_hash(card)})
+                       "dataset_hash": dataset_hash(card), **hyperparameters(cfg, kind, exclude)})
     out = {"kind": kind, "exclude": exclude, "val": val, "version": None, "promoted": False, "message": "",
            "fit_seconds": fit_seconds, "run_id": mlflow.active_run().info.run_id}
     on_families = lambda fams: evaluate_families(det, splits["test"], fams, cfg.lofo.max_eval_texts, cfg.seed)  # noqa: E731
