@@ -7,6 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from data.text import words
 from inference.detector import Analysis, Detector, Linear, sentence_features, text_features
 from train.config import CalibrationSection, ContextSection
+from train.metrics import slice_metrics, word_figures, word_scores
 
 
 def fit_linear(X, y, seed: int = 0) -> Linear:
@@ -20,12 +21,6 @@ def fit_linear(X, y, seed: int = 0) -> Linear:
     return Linear(clf.coef_[0].tolist(), float(clf.intercept_[0]), mean.tolist(), scale.tolist())
 
 
-def word_scores(row: dict, a: Analysis) -> np.ndarray:
-    """P(spun) for every word of the row's text (0 for words outside scored prose)."""
-    by_start = {w[0]: p for s in a.sentences if s.probs is not None for w, p in zip(s.words, s.probs)}
-    return np.array([by_start.get(s, 0.0) for s, _ in words(row["text"])], dtype=np.float64)
-
-
 def sentence_labels(row: dict, a: Analysis) -> list[int]:
     gold = {s: lab for (s, _), lab in zip(words(row["text"]), row["word_labels"])}
     return [int(any(gold.get(w[0], 0) for w in s.words)) for s in a.sentences]
@@ -36,9 +31,7 @@ def best_word_threshold(rows, analyses) -> float:
     gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
     best = (0.0, 0.5)
     for t in np.arange(0.2, 0.81, 0.05):
-        pred = probs > t
-        f1 = 2 * (pred & gold).sum() / max(1, pred.sum() + gold.sum())
-        best = max(best, (f1, round(float(t), 2)))
+        best = max(best, (word_figures(probs > t, gold)["word_f1"], round(float(t), 2)))
     return best[1]
 
 
@@ -116,7 +109,6 @@ def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, se
                     context: ContextSection | None = None) -> dict:
     """Calibrate `det` in place on validation `rows` (with the language-model stage when `context` is
     given and enabled); returns validation metrics."""
-    from train.evaluate import slice_metrics
 
     rows = per_level(rows, cfg.max_validation_texts, seed)
     analyses = det.analyse([r["text"] for r in rows])

@@ -2,27 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from inference.detector import Detector
-from train.calibrate import word_scores
-
-
-def slice_metrics(y, s, threshold: float) -> dict:
-    y, s = np.asarray(y, dtype=int), np.asarray(s, dtype=np.float64)
-    pred = s >= threshold
-    tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
-    pos, neg = int((y == 1).sum()), int((y == 0).sum())
-    both = pos > 0 and neg > 0
-    return {
-        "n": len(y), "positives": pos,
-        "precision": tp / pred.sum() if pred.sum() and pos else float("nan"),
-        "recall": tp / pos if pos else float("nan"),
-        "f1": 2 * tp / max(1, pred.sum() + pos) if pos else float("nan"),
-        "roc_auc": float(roc_auc_score(y, s)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, s)) if both else float("nan"),
-        "fpr": fp / neg if neg else float("nan"),
-    }
+from train.metrics import slice_metrics, word_figures, word_scores
 
 
 def band(share: float) -> str:
@@ -35,10 +17,7 @@ def word_metrics(rows: list[dict], analyses, word_threshold: float) -> dict:
         return {}
     probs = np.concatenate([word_scores(r, a) for r, a in zip(rows, analyses)])
     gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
-    pred = probs > word_threshold
-    tp = float((pred & gold).sum())
-    return {"word_f1": 2 * tp / max(1.0, pred.sum() + gold.sum()), "word_precision": tp / max(1.0, pred.sum()),
-            "word_recall": tp / max(1.0, gold.sum())}
+    return word_figures(probs > word_threshold, gold)
 
 
 def span_original(row: dict, start: int, end: int) -> str | None:

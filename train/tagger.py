@@ -12,6 +12,7 @@ from data.text import words
 from inference.detector import Detector
 from inference.tagger import Tagger, default_base_model, encode, first_subtoken_labels
 from train.config import TaggerSection
+from train.metrics import word_figures
 
 
 def windows(tokenizer, rows: list[dict], cfg: TaggerSection) -> list[tuple[list[int], list[int]]]:
@@ -37,10 +38,8 @@ def batches(items, batch_size: int, rng: random.Random):
 
 def word_f1(tagger: Tagger, rows: list[dict], threshold: float = 0.5) -> float:
     probs = tagger.word_probs([r["text"] for r in rows])
-    pred = np.concatenate([p > threshold for p in probs])
     gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
-    tp = float((pred & gold).sum())
-    return 2 * tp / max(1.0, pred.sum() + gold.sum())
+    return word_figures(np.concatenate([p > threshold for p in probs]), gold)["word_f1"]
 
 
 def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict], seed: int,
