@@ -105,6 +105,15 @@ class RegistrySection:
 
 
 @dataclass
+class TargetsSection:
+    """Goals printed as met / not met in the run's summary (never a reason to fail the run)."""
+
+    at_least: dict[str, float] = field(default_factory=dict)  # main model, test split: metric >= goal
+    at_most: dict[str, float] = field(default_factory=dict)  # main model, test split: metric <= goal
+    heldout_at_least: dict[str, float] = field(default_factory=dict)  # every held-out family (LOFO figures)
+
+
+@dataclass
 class TrainConfig:
     experiment: str = "unspin"
     seed: int = 13
@@ -117,6 +126,7 @@ class TrainConfig:
     context: ContextSection = field(default_factory=ContextSection)
     suggestions: SuggestionsSection = field(default_factory=SuggestionsSection)
     registry: RegistrySection = field(default_factory=RegistrySection)
+    targets: TargetsSection = field(default_factory=TargetsSection)
     worst_examples: int = 30
     max_test_texts: int | None = None  # per level
 
