@@ -16,6 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data import cli
+
 # (model setting, int8 encoder, language-model stage): the default is int8 with the language model where unsure
 VARIANTS = {"tagger int8 + LM": ("model", True, True), "tagger int8": ("model", True, False),
             "tagger fp32 + LM": ("model", False, True), "baseline": ("baseline_model", None, False)}
@@ -83,7 +85,7 @@ def main() -> int:
     ap.add_argument("--variant", help=argparse.SUPPRESS)  # internal: one measurement in this process
     ap.add_argument("--what", default="speed", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cli.offline()
     os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + str(ROOT / "mlflow.db"))
     if args.variant:
         fn = measure(args.variant, args.articles, args.batch_size) if args.what == "speed" else accuracy(args.variant)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from data import cli
 from data import config as cfglib
 from data.corpora import MissingCorpus, clean_text, read_jsonl, read_tsv, require, sha256
 from data.spinners import FAMILIES, Resources, SpinnersConfig, Spun, make_spinners, word_labels
 from data.text import is_word, sentences, words
-
 
 TABLES = "tables.json.gz"  # beside the dataset: {family: {word or phrase: [swaps]}}
 
@@ -434,16 +434,14 @@ def build(cfg: DataConfig, quiet: bool = False) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/data.yaml")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    cli.config_args(ap, "configs/data.yaml")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.set)
         c = build(cfg, args.quiet)
     except (cfglib.ConfigError, MissingCorpus) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e)
     for split, v in c["counts"].items():
         print(f"{split:>10}: {v['rows']:6d} rows, {v['documents']:5d} documents, "
               f"sentence spun/clean {v.get('sentence/label=1', 0)}/{v.get('sentence/label=0', 0)}, "

@@ -181,7 +181,7 @@ class Detector:
 
             det.suggester = Suggester.load(path / SUGGESTIONS)
         if det.context is not None:
-            det.context.lm  # loaded now (about 20 s), not inside the first request that needs it
+            det.context.lm  # noqa: B018 - loaded now (about 20 s), not inside the first request that needs it
         return det
 
     def save(self, path: str | Path) -> Path:

@@ -26,6 +26,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data import cli
 from data import config as cfglib
 from inference.align import AlignConfig, Doc, RelationConfig, align, analyze, figures, relation
 from inference.batch import run_batch
@@ -287,8 +288,7 @@ def main(argv=None) -> int:
                     help="known originals to add to the index (directory, .jsonl, .csv)")
     ap.add_argument("--input", "-i", nargs="+", default=[], metavar="INPUT", help="articles to match")
     ap.add_argument("--output", "-o", metavar="OUT.jsonl", help="match records (.jsonl or - for stdout)")
-    ap.add_argument("--config", help="match config (default configs/match.yaml)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    cli.config_args(ap, help="match config (default configs/match.yaml)")
     ap.add_argument("--index", metavar="DIR", help="index directory (default: index_dir in the config)")
     ap.add_argument("--rebuild", action="store_true", help="delete the index and index the references afresh")
     ap.add_argument("--resume", action="store_true",
@@ -307,11 +307,9 @@ def main(argv=None) -> int:
         s = run(args.input, args.output or "-", args.references, cfg, args.index, args.resume, args.rebuild,
                 progress=not args.quiet)
     except (cfglib.ConfigError, IndexStateError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e)
     except Exception as e:  # noqa: BLE001 - the command cannot run (e.g. output not writable): say why
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e, name_the_error=True)
     refs = s["references"]
     if refs:
         errors = sum(v for k, v in refs.items() if k.startswith("errors:"))

@@ -12,6 +12,7 @@ import itertools
 import sys
 import time
 
+from data import cli
 from inference import settings
 from inference.batch import run_batch
 from inference.inputs import Record, text_error
@@ -106,8 +107,7 @@ def main(argv=None) -> int:
                       cfg.max_bytes, progress=not args.quiet,
                       quantize=cfg.quantize if args.quantize is None else args.quantize)
     except Exception as e:  # noqa: BLE001 - the command cannot run: say why, exit non-zero
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e, name_the_error=True)
     print(f"{summary['records']} records: {summary['spun']} spun, {summary['clean']} clean, "
           f"{summary['errors']} errors, {summary['skipped']} skipped (resume); "
           f"{summary['articles_per_second']} articles/s; model {summary['model']['name']} "

@@ -49,6 +49,7 @@ from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
+from data import cli
 from inference import settings
 from inference.scoring import InProcess, ScoringProcess
 from inference.settings import ServiceConfig
@@ -548,8 +549,7 @@ def main(argv=None) -> int:
         cfg = settings.load_service(args.config, overrides)
         warnings = settings.check_http(cfg.http)
     except Exception as e:  # noqa: BLE001 - cannot start: say why
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for warning in warnings:
         log.warning(warning)

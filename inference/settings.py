@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from data import cli
 from data import config as cfglib
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -271,9 +272,7 @@ def check_http(cfg: HttpConfig) -> list[str]:
 def process_defaults(cfg: InferenceConfig) -> None:
     """Environment of a scoring process, set before the model loads: offline model hub, torch threads,
     MLflow store (the environment wins where it is already set)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cli.offline()
     os.environ.setdefault("UNSPIN_THREADS", str(cfg.threads))
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///mlflow.db"
@@ -288,9 +287,7 @@ SHORTHANDS = {"model": "model", "host": "http.host", "port": "http.port", "redis
 
 def add_common_args(parser, config_help: str) -> None:
     """--config, --set and --model, as every command reading these settings takes them."""
-    parser.add_argument("--config", help=config_help)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set quantize=true (repeatable)")
+    cli.config_args(parser, help=config_help)
     parser.add_argument("--model", help="model URI (models:/unspin@champion, runs:/...) or directory (overrides `model`)")
 
 

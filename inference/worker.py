@@ -45,6 +45,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from data import cli
 from inference import settings
 from inference.inputs import _clean_id
 from inference.scoring import Scorer, ScoringFailed, ScoringProcess
@@ -594,9 +595,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         cfg = settings.load_service(args.config, settings.overrides(args))
-    except Exception as e:  # noqa: BLE001
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001 - cannot start: say why
+        return cli.fail(e)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
 
@@ -612,8 +612,7 @@ def main(argv=None) -> int:
     try:
         scorer.start()
     except ScoringFailed as e:  # the worker cannot run: say why
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e)
     try:
         Worker(cfg, scorer).run(stop)
     finally:

@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 from data import build as data_build
+from data import cli
 from data.config import ConfigError
 from data.corpora import MissingCorpus
 from train import config as train_config
 from train.config import TargetsSection, TrainConfig
+
 
 def ensure_dataset(cfg: TrainConfig):
     """Load the dataset the data config describes, building it first when missing or built otherwise."""
@@ -171,7 +173,7 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
     import mlflow
 
     t0 = time.time()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cli.offline()
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri("sqlite:///mlflow.db")
     dd, card, data_cfg = ensure_dataset(cfg)
@@ -261,15 +263,13 @@ def summary(results: dict, targets: TargetsSection) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Train, evaluate and register unspin models.")
-    ap.add_argument("--config", default="configs/train.yaml")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    cli.config_args(ap, "configs/train.yaml")
     args = ap.parse_args(argv)
     try:
         cfg = train_config.load(args.config, args.set)
         train(cfg, args.config)
     except (ConfigError, MissingCorpus) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e)
     return 0
 
 
