@@ -20,7 +20,6 @@ from data.text import (
     WORD_CHARS,
     WORD_ONLY_RE,
     re2_compile,
-    sentences,
 )
 
 # RE2 has no Unicode \s, \w, \d or \b, and no lookarounds: the rules spell them out with these.
@@ -227,8 +226,3 @@ def prose_mask(text: str, spans: list[tuple[int, int]], rules: ProseRules | None
     """True for each sentence span (from data.text.sentences) that is prose worth scoring."""
     return [r is None for r in explain(text, spans, rules)]
 
-
-def prose_sentences(text: str, rules: ProseRules | None = None) -> list[tuple[int, int]]:
-    """Sentence spans of `text` that are prose."""
-    spans = sentences(text)
-    return [sp for sp, keep in zip(spans, prose_mask(text, spans, rules)) if keep]
