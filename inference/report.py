@@ -175,15 +175,15 @@ def service_page(key_header: str | None) -> str:
                                            **page_context(connect=True))
 
 
-def examples_report(det, examples: list[dict], rows: list[dict], path: str | Path) -> Path:
-    """The worst test examples of a model (train.evaluate.worst_examples) as a report: each text scored again in
-    full by `det`, shown with its truth (spun or clean, level, kind, spinner)."""
+def examples_report(det, examples: list[dict], rows: list[dict]) -> str:
+    """The HTML of the worst test examples of a model (train.evaluate.worst_examples): each text scored again in
+    full by `det` and shown highlighted, with its truth (spun or clean; level, kind, spinner)."""
     text = {r["id"]: r["text"] for r in rows}
     records = det.score([text[e["id"]] for e in examples], ids=[e["id"] for e in examples])
-    model = det.model_info
-    report = Report(path, "examples", f"{model.get('name')}: worst test examples")
-    for e, rec in zip(examples, records):
-        truth, kind = "spun" if e["label"] else "clean", f"{e['level']} / {e['kind']} / {e['spinner']}"
-        report.add_score(text[e["id"]], rec, f"truth: {truth} ({kind})", truth=truth, kind=kind)
-    return report.close(f"{len(examples)} test texts the model got most wrong (clean texts scored highest, spun "
-                        f"texts lowest); threshold {det.threshold:.3f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Report(Path(tmp) / "worst_examples.html", "examples", f"{det.model_info['name']}: worst test examples")
+        for e, rec in zip(examples, records):
+            truth, kind = "spun" if e["label"] else "clean", f"{e['level']} / {e['kind']} / {e['spinner']}"
+            report.add_score(text[e["id"]], rec, f"truth: {truth} ({kind})", truth=truth, kind=kind)
+        return report.close(f"{len(examples)} test texts the model got most wrong: clean texts scored highest, "
+                            f"spun texts lowest; threshold {det.threshold:.3f}").read_text(encoding="utf-8")
