@@ -126,7 +126,8 @@ class Report:
         self.rows: list[list] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # The articles' JSON waits on disk, not in memory (a report may hold 10,000 texts).
-        self._items = tempfile.TemporaryFile("w+", encoding="utf-8", dir=self.path.parent, prefix=".unspin-report-")
+        self._items = tempfile.TemporaryFile(  # noqa: SIM115 (closed in close())
+            "w+", encoding="utf-8", dir=self.path.parent, prefix=".unspin-report-")
 
     def add(self, row: dict, item: dict) -> None:
         """One article: its overview `row` (keys of the columns) and what its view needs (`item`: record, text,

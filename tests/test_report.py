@@ -27,6 +27,8 @@ HOSTILE = ['<script>alert("script");window.pwned=1</script>', '<img src=x onerro
            '<a href="javascript:alert(2);window.pwned=1">click me</a>', '</script><script>window.pwned=1</script>',
            '<svg onload="window.pwned=1"></svg>']
 HOSTILE_TEXT = f"{SPUN}\n\n" + " and ".join(HOSTILE) + "\n\nThe end of the story \U0001F600 said the prime diplomat."
+# What the page test types: chromedriver types only characters of the Basic Multilingual Plane.
+TYPED_TEXT = HOSTILE_TEXT.replace("\U0001F600", "\u00e9\u20ac")
 # Wait limits only guard against a hang (scoring on a loaded machine can be slow); nothing is timed.
 PATIENCE = 900
 
@@ -204,7 +206,7 @@ def test_service_page_scores_a_pasted_text(keyed_service, browser, screenshots):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html") and KEY not in page.text
     browser.get(f"{url}/")
     form = css(browser, "#unspin-form")[0]
-    css(browser, "textarea", form)[0].send_keys(HOSTILE_TEXT)
+    css(browser, "textarea", form)[0].send_keys(TYPED_TEXT)
     css(browser, "input[name=key]", form)[0].send_keys("wrong key")
     css(browser, "button[type=submit]", form)[0].click()
     WebDriverWait(browser, PATIENCE).until(lambda d: css(d, "#articles .error"))
@@ -214,10 +216,10 @@ def test_service_page_scores_a_pasted_text(keyed_service, browser, screenshots):
     key.send_keys(KEY)
     css(browser, "button[type=submit]", form)[0].click()
     card = WebDriverWait(browser, PATIENCE).until(lambda d: css(d, "#articles .card"))[0]
-    record = httpx.post(f"{url}/v1/score", json={"id": "pasted", "text": HOSTILE_TEXT}, headers={"X-API-Key": KEY},
+    record = httpx.post(f"{url}/v1/score", json={"id": "pasted", "text": TYPED_TEXT}, headers={"X-API-Key": KEY},
                         timeout=PATIENCE).json()
     assert record["error"] is None and record["spans"]
-    assert_score_card(browser, card, record, HOSTILE_TEXT)
+    assert_score_card(browser, card, record, TYPED_TEXT)
     assert_nothing_ran(browser)
     for h in HOSTILE:
         assert h in card.text
