@@ -39,6 +39,7 @@ from inference.references import (
     fingerprint_input,
     remove_index,
 )
+from inference.report import Report, match_row, summary_line
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "match.yaml"
 RELATIONS = ("verbatim_copy", "spun_copy", "partial_copy", "independent", "no_match")
@@ -275,8 +276,6 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
             raise ValueError(f"no references indexed in {directory}: pass --references (or check --index)")
         html = observe = None
         if report is not None:
-            from inference.report import Report, match_row
-
             html = Report(report, "match", f"unspin reference mode: {', '.join(map(str, inputs))}")
 
             def observe(r: Record, rec: dict) -> None:  # the best candidate's text, from this process's index
@@ -288,8 +287,6 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
                            progress, desc="matching", observe=observe)
         summary.update(counts)
         if html is not None:
-            from inference.report import summary_line
-
             html.close(summary_line(counts, [*RELATIONS, "errors"]) + f"; {len(m):,} references indexed")
         seconds = time.time() - t1
         summary.update(match_seconds=round(seconds, 2),

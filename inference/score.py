@@ -17,6 +17,7 @@ from inference import settings
 from inference.batch import run_batch
 from inference.inputs import Record, text_error
 from inference.outputs import check_not_an_input
+from inference.report import Report, summary_line
 
 
 def score_batch(det, batch: list[Record]) -> list[dict]:
@@ -77,16 +78,12 @@ def score_files(det, inputs: list[str], output: str, resume: bool = False, batch
 
     html = None
     if report is not None:
-        from inference.report import Report
-
         html = Report(report, "score", f"unspin: {', '.join(map(str, inputs))}")
     t0 = time.time()
     counts = run_batch(inputs, output, process, lambda rec: "errors" if rec["error"] else rec["label"],
                        max_bytes, resume, progress, observe=html and (lambda r, rec: html.add_score(r.text, rec)))
     seconds = time.time() - t0
     if html is not None:
-        from inference.report import summary_line
-
         html.close(summary_line(counts, ["spun", "clean", "errors"], det.model_info, det.threshold))
     return {**{k: counts[k] for k in ("records", "spun", "clean", "errors", "skipped")},
             "seconds": round(seconds, 2), "articles_per_second": round(counts["records"] / max(seconds, 1e-9), 2),

@@ -1,12 +1,12 @@
 """HTTP scoring service: `python -m inference.service` (`make serve`), a FastAPI app under uvicorn.
 
 Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
+  GET  /                a page to paste or upload a text and see it highlighted (inference/report.py), drawn
+                        from POST /v1/score
   POST /v1/score        {"id": "a1", "text": "..."}                  -> one score record
   POST /v1/score/batch  {"items": [{"id": ..., "text": ...}, ...]}   -> {"records": [...]} (same order)
   GET  /v1/model        name, version, threshold of the loaded model
   GET  /healthz         the process is alive
-  GET  /                a page to paste or upload a text and see it highlighted (inference/report.py), drawn
-                        from POST /v1/score
   GET  /readyz          the model is loaded (503 while it loads or when it failed to load); `in_flight`:
                         scoring requests running or waiting, `model_calls`: scoring calls so far
 
