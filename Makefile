@@ -13,10 +13,11 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP) system-deps
 
 # Debian packages, installed only when missing: redis-server (queue worker and its tests), wordnet-base
-# (the WordNet spinner family's databases).
+# (the WordNet spinner family's databases), chromium and chromium-driver (the HTML views' browser tests).
 system-deps:
-	@command -v redis-server >/dev/null && test -f /usr/share/wordnet/data.noun || \
-		(apt-get update -qq && apt-get install -y -qq redis-server wordnet-base >/dev/null)
+	@command -v redis-server >/dev/null && test -f /usr/share/wordnet/data.noun && \
+		command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq redis-server wordnet-base chromium chromium-driver >/dev/null)
 
 # torch first (the pinned CPU build: an unpinned resolve pulls CUDA wheels), then everything pinned
 # in pyproject.toml. Re-runs only when pyproject.toml changes.
@@ -41,10 +42,10 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-# make score INPUT="articles/ more.jsonl" OUTPUT=scores.jsonl [ARGS="--baseline --resume"]
+# make score INPUT="articles/ more.jsonl" OUTPUT=scores.jsonl [REPORT=report.html] [ARGS="--baseline --resume"]
 score: $(STAMP)
-	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl|OUT.csv'; exit 2; }
-	$(PY) -m inference.score $(INPUT) --output $(OUTPUT) $(ARGS)
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl|OUT.csv [REPORT=REPORT.html]'; exit 2; }
+	$(PY) -m inference.score $(INPUT) --output $(OUTPUT) $(if $(REPORT),--report $(REPORT)) $(ARGS)
 
 # HTTP service on 127.0.0.1:8000 (configs/service.yaml + configs/inference.yaml): POST /v1/score,
 # /v1/score/batch; docs at /docs. make serve [ARGS="--set http.port=9000 --set quantize=true"]
@@ -68,10 +69,10 @@ redis: system-deps
 	@mkdir -p .redis
 	redis-server configs/redis.conf --dir "$(CURDIR)/.redis" $(ARGS)
 
-# make match REFS=archive/ INPUT=articles/ OUTPUT=matches.jsonl
+# make match REFS=archive/ INPUT=articles/ OUTPUT=matches.jsonl [REPORT=matches.html]
 match: $(STAMP)
-	@test -n "$(REFS)" -a -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make match REFS=DIR|FILE.jsonl INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl'; exit 2; }
-	$(PY) -m inference.match --references $(REFS) --input $(INPUT) --output $(OUTPUT) $(ARGS)
+	@test -n "$(REFS)" -a -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make match REFS=DIR|FILE.jsonl INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl [REPORT=REPORT.html]'; exit 2; }
+	$(PY) -m inference.match --references $(REFS) --input $(INPUT) --output $(OUTPUT) $(if $(REPORT),--report $(REPORT)) $(ARGS)
 
 # Speed figures (printed; nothing is asserted). Needs a trained model: `make train` first.
 bench: setup
@@ -79,6 +80,7 @@ bench: setup
 	$(PY) bench/bench_service.py
 	$(PY) bench/bench_match.py
 	$(PY) bench/bench_hostile.py
+	$(PY) bench/bench_report.py
 
 mlflow-ui: $(STAMP)
 	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}

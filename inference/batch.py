@@ -22,22 +22,27 @@ Process = Callable[[Iterable[Record]], Iterable[dict]]
 
 
 def run_batch(inputs: list[str], output: str, process: Process, kind: Callable[[dict], str], max_bytes: int,
-              resume: bool = False, progress: bool = True, unit: str = "article", desc: str | None = None) -> Counter:
+              resume: bool = False, progress: bool = True, unit: str = "article", desc: str | None = None,
+              observe: Callable[[Record, dict], None] | None = None) -> Counter:
     """Write process(records) of `inputs` to `output`. `process` must yield one record per record it takes,
-    in order (it may read ahead); `kind(record)` names the count a record adds to. Returns the counts:
-    records, skipped and one per kind."""
+    in order (it may read ahead); `kind(record)` names the count a record adds to; `observe(input record,
+    output record)`, if given, sees each pair once written (the HTML report). Returns the counts: records,
+    skipped and one per kind."""
     from tqdm import tqdm
 
     counts: Counter = Counter()
     with open_writer(output, resume) as writer, \
             tqdm(unit=unit, desc=desc, file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
         todo = _unanswered(iter_records(inputs, max_bytes), writer.answered, counts)
-        taken: deque[str] = deque()
+        taken: deque[Record] = deque()  # read ahead by `process`, not answered yet
         for rec in process(_remember(todo, taken)):
             expected = taken.popleft() if taken else None
-            if rec.get("id") != expected:
-                raise RuntimeError(f"output record {rec.get('id')!r} out of step with input record {expected!r}")
+            if expected is None or rec.get("id") != expected.id:
+                raise RuntimeError(f"output record {rec.get('id')!r} out of step with input record "
+                                   f"{expected and expected.id!r}")
             writer.write(rec)
+            if observe is not None:
+                observe(expected, rec)
             counts["records"] += 1
             counts[kind(rec)] += 1
             bar.update()
@@ -58,5 +63,5 @@ def _unanswered(records: Iterable[Record], answered: Counter, counts: Counter) -
 
 def _remember(records: Iterable[Record], taken: deque) -> Iterator[Record]:
     for r in records:
-        taken.append(r.id)
+        taken.append(r)
         yield r

@@ -40,6 +40,7 @@ from inference.references import (
     fingerprint_input,
     remove_index,
 )
+from inference.report import Report, match_row, summary_line
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "match.yaml"
 RELATIONS = ("verbatim_copy", "spun_copy", "partial_copy", "independent", "no_match")
@@ -250,12 +251,16 @@ def match_records(m: Matcher, records, workers: int = 1, chunk: int = 4):
 
 
 def run(inputs: list[str], output: str, references: list[str] | None = None, cfg: MatchConfig | None = None,
-        index_dir: str | None = None, resume: bool = False, rebuild: bool = False, progress: bool = True) -> dict:
-    """Index `references` (new ones only), then match `inputs` into `output`; returns summary figures."""
+        index_dir: str | None = None, resume: bool = False, rebuild: bool = False, progress: bool = True,
+        report: str | None = None) -> dict:
+    """Index `references` (new ones only), then match `inputs` into `output` (and the HTML `report`); returns
+    summary figures."""
     cfg = cfg or MatchConfig()
     if output != "-" and not output.lower().endswith(".jsonl"):
         raise ValueError(f"output must end in .jsonl, or be - for stdout: {output}")
-    check_not_an_input(output, [*inputs, *(references or [])])  # before anything else: the writer truncates
+    for out in (output, report):  # before anything else: the writers truncate
+        if out is not None:
+            check_not_an_input(out, [*inputs, *(references or [])])
     directory = Path(index_dir or cfg.index_dir)
     if rebuild:
         remove_index(directory)
@@ -270,11 +275,20 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
             return summary
         if len(m) == 0:
             raise ValueError(f"no references indexed in {directory}: pass --references (or check --index)")
+        html = observe = None
+        if report is not None:
+            html = Report(report, "match", f"unspin reference mode: {', '.join(map(str, inputs))}")
+
+            def observe(r: Record, rec: dict) -> None:  # the best candidate's text, from this process's index
+                best = rec["candidates"][0]["reference"] if rec.get("candidates") else None
+                html.add(match_row(rec), {"record": rec, "text": r.text, "reference": best and m.index.lookup(best)})
         t1 = time.time()
         counts = run_batch(inputs, output, lambda records: match_records(m, records, cfg.workers),
                            lambda rec: "errors" if rec["error"] else rec["relation"], cfg.max_bytes, resume,
-                           progress, desc="matching")
+                           progress, desc="matching", observe=observe)
         summary.update(counts)
+        if html is not None:
+            html.close(summary_line(counts, [*RELATIONS, "errors"]) + f"; {len(m):,} references indexed")
         seconds = time.time() - t1
         summary.update(match_seconds=round(seconds, 2),
                        articles_per_second=round(summary["records"] / max(seconds, 1e-9), 2))
@@ -294,10 +308,14 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="carry on after the records already in OUT (per id, as many as it holds) and append")
     ap.add_argument("--workers", type=int, help="processes matching inputs (default: workers in the config)")
+    ap.add_argument("--report", metavar="REPORT.html", help="also write an HTML page: each input beside its best "
+                    "candidate, aligned sentences, substitutions highlighted in both (offline)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     if args.input and not args.output:
         ap.error("--output is required with --input")
+    if args.report and not args.input:
+        ap.error("--report needs --input")
     if not args.input and not args.references:
         ap.error("nothing to do: give --references and/or --input")
     try:
@@ -305,7 +323,7 @@ def main(argv=None) -> int:
         if args.workers is not None:
             cfg.workers = args.workers
         s = run(args.input, args.output or "-", args.references, cfg, args.index, args.resume, args.rebuild,
-                progress=not args.quiet)
+                progress=not args.quiet, report=args.report)
     except (cfglib.ConfigError, IndexStateError, ValueError) as e:
         return cli.fail(e)
     except Exception as e:  # noqa: BLE001 - the command cannot run (e.g. output not writable): say why

@@ -72,7 +72,6 @@ def csv_cells(record: dict) -> list[str]:
     """The flat CSV row of a score record."""
     model = record.get("model") or {}
     spans = record.get("spans") or []
-    top = sorted(spans, key=lambda s: -(s.get("score") or 0))[:TOP_SPANS]
     cells = [
         record.get("id"),
         record.get("score"),
@@ -80,7 +79,7 @@ def csv_cells(record: dict) -> list[str]:
         record.get("threshold"),
         f"{model.get('name', '')}/{model.get('version', '')}" if model else "",
         len(spans) if record.get("spans") is not None else "",
-        " | ".join(_span_text(s) for s in top),
+        top_spans(spans, TOP_SPANS),
         record.get("error"),
     ]
     return [neutralise(_str(c)) if c is not None else "" for c in cells]
@@ -95,9 +94,11 @@ def unneutralise(cell: str) -> str:
     return cell.removeprefix("'")
 
 
-def _span_text(span: dict) -> str:
-    suggestion = span.get("suggestion")
-    return f"{span.get('text', '')} -> {suggestion}" if suggestion else str(span.get("text", ""))
+def top_spans(spans: list[dict], k: int) -> str:
+    """The k highest-scored spans, "spun -> suggestion" where there is one (CSV output, report overview)."""
+    top = sorted(spans, key=lambda s: -(s.get("score") or 0))[:k]
+    return " | ".join(f"{s.get('text', '')} -> {s['suggestion']}" if s.get("suggestion") else str(s.get("text", ""))
+                      for s in top)
 
 
 def _str(value) -> str:

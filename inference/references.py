@@ -800,6 +800,11 @@ class ReferenceIndex:
             got.update({num: (rid, title, text, unpack_spans(sp)) for num, rid, title, text, sp in self.db.execute(q, part)})
         return [got[n] for n in nums]
 
+    def lookup(self, ref_id: str) -> dict | None:
+        """{"id", "title", "text"} of the reference `ref_id`, or None (the match report's second column)."""
+        row = self.db.execute("SELECT title, text FROM refs WHERE id = ?", (ref_id,)).fetchone()
+        return None if row is None else {"id": ref_id, "title": row[0], "text": row[1]}
+
     def reconnect(self):
         """A fresh SQLite connection (in a forked process)."""
         if self.db is not None:

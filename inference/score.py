@@ -2,7 +2,8 @@
 
 INPUT: .txt/.md/.html files or directories of them, .jsonl (id, text), .csv (id, text), or - (JSONL
 on stdin). OUT: .jsonl (full score records), .csv (flat), or - (JSONL on stdout). One output record
-per input record, in input order; bad records get `error` set. Exit status is non-zero only when the
+per input record, in input order; bad records get `error` set. --report REPORT.html also writes the records
+over their texts as one self-contained HTML page (inference/report.py). Exit status is non-zero only when the
 command itself cannot run (bad arguments, model not loadable, output not writable).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from inference import settings
 from inference.batch import run_batch
 from inference.inputs import Record, text_error
 from inference.outputs import check_not_an_input
+from inference.report import Report, summary_line
 
 
 def score_batch(det, batch: list[Record]) -> list[dict]:
@@ -57,25 +59,33 @@ def load_detector(cfg: settings.InferenceConfig):
 
 
 def run(inputs: list[str], output: str, model: str, threshold: float | None = None, resume: bool = False,
-        batch_size: int = 32, max_bytes: int = 1_000_000, progress: bool = True, quantize: bool | None = None) -> dict:
-    """Score `inputs` into `output`; returns the summary figures."""
-    check_not_an_input(output, inputs)  # before anything else: the writer would truncate it
+        batch_size: int = 32, max_bytes: int = 1_000_000, progress: bool = True, quantize: bool | None = None,
+        report: str | None = None) -> dict:
+    """Score `inputs` into `output` (and the HTML `report`); returns the summary figures."""
+    for out in (output, report):  # before anything else: the writers would truncate them
+        if out is not None:
+            check_not_an_input(out, inputs)
     det = load_detector(settings.InferenceConfig(model=model, threshold=threshold, quantize=quantize))
-    return score_files(det, inputs, output, resume, batch_size, max_bytes, progress)
+    return score_files(det, inputs, output, resume, batch_size, max_bytes, progress, report)
 
 
 def score_files(det, inputs: list[str], output: str, resume: bool = False, batch_size: int = 32,
-                max_bytes: int = 1_000_000, progress: bool = True) -> dict:
+                max_bytes: int = 1_000_000, progress: bool = True, report: str | None = None) -> dict:
     """`run` with a loaded detector: one record per input record, in order (inference.batch)."""
     def process(records):
         records = iter(records)
         while batch := list(itertools.islice(records, batch_size)):
             yield from score_batch(det, batch)
 
+    html = None
+    if report is not None:
+        html = Report(report, "score", f"unspin: {', '.join(map(str, inputs))}")
     t0 = time.time()
     counts = run_batch(inputs, output, process, lambda rec: "errors" if rec["error"] else rec["label"],
-                       max_bytes, resume, progress)
+                       max_bytes, resume, progress, observe=html and (lambda r, rec: html.add_score(r.text, rec)))
     seconds = time.time() - t0
+    if html is not None:
+        html.close(summary_line(counts, ["spun", "clean", "errors"], det.model_info, det.threshold))
     return {**{k: counts[k] for k in ("records", "spun", "clean", "errors", "skipped")},
             "seconds": round(seconds, 2), "articles_per_second": round(counts["records"] / max(seconds, 1e-9), 2),
             "model": det.model_info, "threshold": det.threshold}
@@ -94,6 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
                     help="int8 (or --no-quantize: full-precision) encoder weights; default: as the model was calibrated")
+    ap.add_argument("--report", metavar="REPORT.html",
+                    help="also write the records over their texts as one HTML page (spans highlighted, offline)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
@@ -105,7 +117,7 @@ def main(argv=None) -> int:
         threshold = cfg.threshold if args.threshold is None else args.threshold
         summary = run(args.inputs, args.output, model, threshold, args.resume, args.batch_size or cfg.batch_size,
                       cfg.max_bytes, progress=not args.quiet,
-                      quantize=cfg.quantize if args.quantize is None else args.quantize)
+                      quantize=cfg.quantize if args.quantize is None else args.quantize, report=args.report)
     except Exception as e:  # noqa: BLE001 - the command cannot run: say why, exit non-zero
         return cli.fail(e, name_the_error=True)
     print(f"{summary['records']} records: {summary['spun']} spun, {summary['clean']} clean, "

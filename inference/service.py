@@ -1,6 +1,8 @@
 """HTTP scoring service: `python -m inference.service` (`make serve`), a FastAPI app under uvicorn.
 
 Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
+  GET  /                a page to paste or upload a text and see it highlighted (inference/report.py), drawn
+                        from POST /v1/score
   POST /v1/score        {"id": "a1", "text": "..."}                  -> one score record
   POST /v1/score/batch  {"items": [{"id": ..., "text": ...}, ...]}   -> {"records": [...]} (same order)
   GET  /v1/model        name, version, threshold of the loaded model
@@ -42,7 +44,7 @@ import h11
 import uvicorn
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
@@ -51,6 +53,7 @@ from uvicorn.supervisors import Multiprocess
 
 from data import cli
 from inference import settings
+from inference.report import service_page
 from inference.scoring import InProcess, ScoringProcess
 from inference.settings import ServiceConfig
 
@@ -490,6 +493,13 @@ def create_app(config: ServiceConfig | None = None, detector=None, on_load_failu
     async def model():
         det = state.ready_detector()
         return {**det.model_info, "threshold": det.threshold, "uri": cfg.inference.model}
+
+    # The paste-and-check page: no key in it (the user types one, sent in api_key_header), nothing from the network.
+    page = service_page(http.api_key_header if key is not None else None)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return HTMLResponse(page)
 
     @app.get("/healthz", response_model=Health, responses=responses(problem=None),
              summary="Liveness: the process answers")

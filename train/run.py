@@ -89,6 +89,7 @@ def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, tables: dict,
     of everything the model learns from (its text, its dictionary), then scored on it."""
     import mlflow
 
+    from inference.report import examples_report
     from train.calibrate import fit_calibration, per_level
     from train.evaluate import evaluate, evaluate_families, format_table, plots, worst_examples
 
@@ -147,6 +148,7 @@ def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, tables: dict,
     worst = worst_examples(result, det.threshold, cfg.worst_examples)
     if worst:
         mlflow.log_table({k: [e[k] for e in worst] for k in worst[0]}, "evaluation/worst_examples.json")
+        mlflow.log_text(examples_report(det, worst, test_rows), "evaluation/worst_examples.html")  # highlighted
     with tempfile.TemporaryDirectory() as tmp:
         for p in plots(result, det.threshold, Path(tmp)):
             mlflow.log_artifact(str(p), "plots")
