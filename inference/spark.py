@@ -32,7 +32,7 @@ import uuid
 import warnings
 
 from inference import settings
-from inference.inputs import Record, jsonl_record, make_record
+from inference.inputs import BOM, Record, jsonl_record, make_record
 from inference.outputs import check_not_an_input
 from inference.score import load_detector, score_batch
 
@@ -43,6 +43,7 @@ RECORD = ("id string, score double, label string, threshold double, model struct
 INPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 COMPRESSED = (".gz", ".bz2", ".deflate", ".xz", ".zst", ".lz4", ".snappy")  # Spark reads these transparently
 OUTPUT_FORMATS = {".jsonl": "json", ".parquet": "parquet"}
+CODE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds the inference package
 
 
 def session(cfg: settings.SparkConfig, progress: bool = True, conf: list[str] = ()):
@@ -56,7 +57,9 @@ def session(cfg: settings.SparkConfig, progress: bool = True, conf: list[str] = 
         builder = builder.master(cfg.master)
         if cfg.master.startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # an embedded master listens on loopback only
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # its Python workers run this interpreter
+            # its Python workers run this interpreter and import this same unspin, wherever they start
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [CODE_ROOT, os.environ.get("PYTHONPATH")]))
     builder = (builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", cfg.arrow_batch_rows)
                .config("spark.ui.showConsoleProgress", str(progress).lower()))
     for item in conf:
@@ -95,13 +98,15 @@ def read_inputs(spark, paths: list[str]) -> list:
     """One DataFrame per input format: JSONL as lines (parsed in Python, as the batch command parses them, so
     a number given as text stays a number), CSV and Parquet as their `id` and `text` columns."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
 
     source = F.col("_metadata.file_path").alias("source")
     frames = []
     for kind, files in input_files(spark, paths).items():
-        if kind == "jsonl":  # blank lines are not records, as in the batch command
+        if kind == "jsonl":  # blank lines are not records, as in the batch command; lines go to Python as bytes,
+            # since Spark does not check that they are UTF-8 (a line that is not gets an error record there)
             frames.append(spark.read.text(files).where(F.col("value").rlike(r"\S"))
-                          .select(F.col("value").alias("line"), source))
+                          .select(F.col("value").cast("binary").alias("line"), source))
             continue
         # CSV as RFC 4180 (a quote is escaped by doubling it; quoted cells may span lines), every cell a string
         df = (spark.read.csv(files, header=True, multiLine=True, escape='"') if kind == "csv"
@@ -111,14 +116,17 @@ def read_inputs(spark, paths: list[str]) -> list:
         if missing:
             raise ValueError(f"{kind} input has no column {', '.join(missing)} (columns: {', '.join(df.columns)}): "
                              f"{files[0]}{' ...' if len(files) > 1 else ''}")
-        frames.append(df.select("id", "text", source))
+        # CSV text is decoded with bad bytes replaced; do the same for Parquet strings, which Python could not take
+        frames.append(df.select(*[F.make_valid_utf8(c).alias(c) if isinstance(df.schema[c].dataType, StringType)
+                                  else c for c in ("id", "text")], source))
     return frames
 
 
 def to_record(row: dict, max_bytes: int) -> Record:
     """The batch command's Record of an input row. With no usable id there is nothing to key it by: its id
     stays null and the error names the file."""
-    rec = jsonl_record(row["line"], None, max_bytes) if "line" in row else make_record(row, None, max_bytes)
+    rec = (jsonl_record(row["line"].removeprefix(BOM), None, max_bytes) if "line" in row
+           else make_record(row, None, max_bytes))
     if rec.id is None:
         rec.error = f"{rec.error} (in {row['source']})"
     return rec
