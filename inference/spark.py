@@ -59,7 +59,8 @@ def session(cfg: settings.SparkConfig, progress: bool = True, conf: list[str] = 
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # an embedded master listens on loopback only
             # its Python workers run this interpreter and import this same unspin, wherever they start
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [CODE_ROOT, os.environ.get("PYTHONPATH")]))
+            paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            os.environ["PYTHONPATH"] = os.pathsep.join([CODE_ROOT, *(p for p in paths if p != CODE_ROOT)])
     builder = (builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", cfg.arrow_batch_rows)
                .config("spark.ui.showConsoleProgress", str(progress).lower()))
     for item in conf:
@@ -168,8 +169,9 @@ def ship_model(spark, model: str, workdir: str) -> str:
     from inference.detector import Detector
 
     name = f"unspin-model-{uuid.uuid4().hex[:12]}"  # unique: a session refuses a second archive of the same name
-    # uncompressed tar: weights barely compress, and Spark unpacks it on every executor
-    path = shutil.make_archive(os.path.join(workdir, name), "tar", Detector.fetch(model))
+    # uncompressed tar (weights barely compress) of the detector's directory, which Detector.load finds inside
+    src = Detector.fetch(model)
+    path = shutil.make_archive(os.path.join(workdir, name), "tar", root_dir=src.parent, base_dir=src.name)
     spark.sparkContext.addArchive(path)
     return os.path.basename(path)
 

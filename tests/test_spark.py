@@ -54,9 +54,14 @@ def corpus(tmp_path_factory):
     return d
 
 
+# One text per batch: a text's score depends on the texts it is batched with (int8 activation scales and the
+# language-model stage are computed per batch), so only texts scored alone can be compared across runs.
+OVERRIDES = ["master=local[2]", "batch_size=1"]
+
+
 @pytest.fixture(scope="module")
 def cfg():
-    return settings.load_spark(None, ["master=local[2]"])
+    return settings.load_spark(None, OVERRIDES)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +117,7 @@ def test_same_records_as_detector_score(parquet_run, cfg):
     _, rows = parquet_run
     good = [(rid, text) for rid, text, err in EXPECTED if not err]
     det = load_detector(cfg.inference)  # loaded as the executors load it: configs/inference.yaml's settings
-    want = by_id(det.score([t for _, t in good], ids=[i for i, _ in good]))
+    want = by_id([det.score([text], ids=[rid])[0] for rid, text in good])
     got = by_id([r for r in rows if not r["error"]])
     assert len(got) == len(want) == len(good)
     for a, b in zip(got, want):
@@ -124,8 +129,8 @@ def test_command_default_path_writes_plain_json(parquet_run, corpus, tmp_path):
     """`python -m inference.spark` as a user runs it (progress bar on), JSONL out: the Parquet run's records."""
     out = tmp_path / "scores.jsonl"
     proc = subprocess.run([sys.executable, "-m", "inference.spark", "--input", str(corpus), "--output", str(out),
-                           "--master", "local[2]"], capture_output=True, text=True, check=False, cwd=ROOT,
-                          env=child_env(), timeout=900)  # the timeout only guards against a hang
+                           *[a for o in OVERRIDES for a in ("--set", o)]], capture_output=True, text=True,
+                          check=False, cwd=ROOT, env=child_env(), timeout=900)  # the timeout only guards against a hang
     assert proc.returncode == 0, proc.stderr
     assert "[Stage" in proc.stderr, proc.stderr  # Spark's console progress bar
     assert f"{len(EXPECTED)} records" in proc.stderr and "9 errors" in proc.stderr, proc.stderr
