@@ -150,14 +150,15 @@ class Detector:
         return cls.from_dir(cls.fetch(uri_or_path), quantize)
 
     @staticmethod
-    def fetch(uri_or_path: str | Path) -> Path:
-        """The local detector directory of `uri_or_path` (an MLflow model is downloaded first)."""
+    def fetch(uri_or_path: str | Path, dst: str | None = None) -> Path:
+        """The local detector directory of `uri_or_path`; an MLflow model is downloaded first, into `dst` (default:
+        a new temporary directory)."""
         path = Path(str(uri_or_path))
         if not path.exists():
             import mlflow
 
             path = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri_or_path),
-                                                            dst_path=tempfile.mkdtemp(prefix="unspin-")))
+                                                            dst_path=dst or tempfile.mkdtemp(prefix="unspin-")))
         found = path if (path / META).exists() else next((p.parent for p in sorted(path.rglob(META))), None)
         if found is None:
             raise FileNotFoundError(f"no unspin detector ({META}) under {uri_or_path}")

@@ -310,8 +310,8 @@ def process_defaults(cfg: InferenceConfig) -> None:
 # ---- command line -------------------------------------------------------------------------------
 
 # Flags that are shorthand for an override (argparse dest -> config key); a command adds the ones it takes.
-SHORTHANDS = {"model": "model", "master": "master", "host": "http.host", "port": "http.port", "redis_url": "worker.redis_url",
-              "consumer": "worker.consumer"}
+SHORTHANDS = {"model": "model", "master": "master", "host": "http.host", "port": "http.port",
+              "redis_url": "worker.redis_url", "consumer": "worker.consumer"}
 
 
 def add_common_args(parser, config_help: str) -> None:

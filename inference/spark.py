@@ -170,7 +170,7 @@ def ship_model(spark, model: str, workdir: str) -> str:
 
     name = f"unspin-model-{uuid.uuid4().hex[:12]}"  # unique: a session refuses a second archive of the same name
     # uncompressed tar (weights barely compress) of the detector's directory, which Detector.load finds inside
-    src = Detector.fetch(model)
+    src = Detector.fetch(model, tempfile.mkdtemp(dir=workdir))
     path = shutil.make_archive(os.path.join(workdir, name), "tar", root_dir=src.parent, base_dir=src.name)
     spark.sparkContext.addArchive(path)
     return os.path.basename(path)
@@ -201,8 +201,8 @@ def score(spark, inputs: list[str], output: str, cfg: settings.SparkConfig) -> d
     partitions = cfg.partitions or 4 * spark.sparkContext.defaultParallelism
     workdir = tempfile.mkdtemp(prefix="unspin-spark-")
     try:
-        fn = functools.partial(score_partition, cfg=cfg.inference, archive=ship_model(spark, cfg.inference.model, workdir),
-                               schema=to_arrow_schema(schema))
+        archive = ship_model(spark, cfg.inference.model, workdir)
+        fn = functools.partial(score_partition, cfg=cfg.inference, archive=archive, schema=to_arrow_schema(schema))
         # repartition spreads rows evenly over the tasks (deterministically, so a retried task redoes the same rows)
         scored = functools.reduce(DataFrame.unionByName, [f.repartition(partitions).mapInArrow(fn, schema)
                                                           for f in frames])
@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     model = summary["model"] or {}
     print(f"{summary['records']} records: {summary['spun']} spun, {summary['clean']} clean, "
           f"{summary['errors']} errors; {summary['articles_per_second']} articles/s; model {model.get('name')} "
-          f"v{model.get('version')}, threshold {summary['threshold']}", file=sys.stderr)
+          f"v{model.get('version')}, threshold {summary['threshold'] or 0:.3f}", file=sys.stderr)
     return 0
 
 

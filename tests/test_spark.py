@@ -28,7 +28,8 @@ EXPECTED = [
     ("dup", PARAGRAPHS[2], None), ("dup", PARAGRAPHS[2], None), ("empty", None, "empty text"),
     ("huge", None, f"over the limit of {MAX_BYTES} bytes"), ("number", None, "text is not a string (int)"),
     (None, None, "missing id (in file:"), (None, None, "malformed JSON"),
-    ("c1", PARAGRAPHS[3], None), ("c\n2", PARAGRAPHS[4], None), (None, None, "missing id"), ("c4", None, "text missing"),
+    ("c1", PARAGRAPHS[3], None), ("c\n2", PARAGRAPHS[4], None), (None, None, "missing id"),
+    ("c4", None, "text missing"),
     ("1", PARAGRAPHS[5], None), ("2", None, "text missing"), (None, None, "missing id"),
 ]
 
