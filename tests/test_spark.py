@@ -157,3 +157,14 @@ def test_refusals(spark, cfg, corpus, tmp_path):
     for inputs, output, message in cases:
         with pytest.raises(Exception, match=message):
             spark_cmd.score(spark, inputs, output, cfg)
+
+
+def test_settings_route_overrides_and_name_bad_values():
+    from data.config import ConfigError
+
+    cfg = settings.load_spark(None, ["master=local[3]", "quantize=false", "partitions=7"])
+    assert (cfg.master, cfg.partitions, cfg.inference.quantize) == ("local[3]", 7, False)
+    assert cfg.inference.max_bytes == MAX_BYTES  # the inference section is configs/inference.yaml's
+    for override, message in [("partitions=0", "partitions: must be at least 1"), ("mastr=local", "unknown key")]:
+        with pytest.raises(ConfigError, match=message):
+            settings.load_spark(None, [override])
