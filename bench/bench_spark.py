@@ -85,7 +85,7 @@ def main() -> int:
         src.write_text("".join(json.dumps(a) + "\n" for a in articles))
         print(f"{'variant':16s} {'seconds':>8s} {'articles/s':>10s} {'own figure':>10s}  peak RSS per process (MB)")
         for name, command in VARIANTS.items():
-            r = measure(command(str(src), str(Path(tmp, name.replace(" ", "_")))))
+            r = measure(command(str(src), str(Path(tmp, re.sub(r"\W+", "_", name)))))
             if not r["ok"]:
                 print(f"{name:16s} failed: {r['stderr'].strip().splitlines()[-1:]}")
                 continue

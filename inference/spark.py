@@ -187,6 +187,7 @@ def output_format(path: str) -> str:
 
 def score(spark, inputs: list[str], output: str, cfg: settings.SparkConfig) -> dict:
     """Score `inputs` into the directory `output` (refused when it exists); returns the summary figures."""
+    from pyspark import StorageLevel
     from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -206,19 +207,21 @@ def score(spark, inputs: list[str], output: str, cfg: settings.SparkConfig) -> d
         # repartition spreads rows evenly over the tasks (deterministically, so a retried task redoes the same rows)
         scored = functools.reduce(DataFrame.unionByName, [f.repartition(partitions).mapInArrow(fn, schema)
                                                           for f in frames])
+        scored = scored.persist(StorageLevel.DISK_ONLY)  # kept as written, so the summary counts without rescoring
         t0 = time.time()
         # ignoreNullFields: JSON keeps `error: null` and `suggestion: null`, as the batch command writes them
         scored.write.format(fmt).option("ignoreNullFields", "false").save(output)
         seconds = time.time() - t0
+        summary = scored.agg(
+            F.count("*").alias("records"), F.count_if(F.col("label") == "spun").alias("spun"),
+            F.count_if(F.col("label") == "clean").alias("clean"), F.count_if(F.col("error").isNotNull()).alias("errors"),
+            F.first("model", ignorenulls=True).alias("model"),
+            F.first("threshold", ignorenulls=True).alias("threshold")).first().asDict(recursive=True)
+        scored.unpersist()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    written = spark.read.schema(schema).format(fmt).load(output)
-    row = written.agg(F.count("*").alias("records"), F.count_if(F.col("label") == "spun").alias("spun"),
-                      F.count_if(F.col("label") == "clean").alias("clean"),
-                      F.count_if(F.col("error").isNotNull()).alias("errors"),
-                      F.first("model", ignorenulls=True).alias("model"),
-                      F.first("threshold", ignorenulls=True).alias("threshold")).first().asDict(recursive=True)
-    return {**row, "seconds": round(seconds, 2), "articles_per_second": round(row["records"] / max(seconds, 1e-9), 2)}
+    return {**summary, "seconds": round(seconds, 2),
+            "articles_per_second": round(summary["records"] / max(seconds, 1e-9), 2)}
 
 
 def run(inputs: list[str], output: str, cfg: settings.SparkConfig, progress: bool = True, conf: list[str] = ()) -> dict:

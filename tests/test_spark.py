@@ -74,7 +74,7 @@ def spark(cfg):
 
 @pytest.fixture(scope="module")
 def parquet_run(smoke_run, spark, cfg, corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("spark-out") / "scores.parquet"
+    out = tmp_path_factory.mktemp("spark-out") / "scores[1].parquet"  # glob characters are taken literally
     summary = spark_cmd.score(spark, [str(corpus)], str(out), cfg)
     return summary, [r.asDict(recursive=True) for r in spark.read.parquet(str(out)).collect()]
 
