@@ -214,8 +214,8 @@ def score(spark, inputs: list[str], output: str, cfg: settings.SparkConfig) -> d
         seconds = time.time() - t0
         summary = scored.agg(
             F.count("*").alias("records"), F.count_if(F.col("label") == "spun").alias("spun"),
-            F.count_if(F.col("label") == "clean").alias("clean"), F.count_if(F.col("error").isNotNull()).alias("errors"),
-            F.first("model", ignorenulls=True).alias("model"),
+            F.count_if(F.col("label") == "clean").alias("clean"),
+            F.count_if(F.col("error").isNotNull()).alias("errors"), F.first("model", ignorenulls=True).alias("model"),
             F.first("threshold", ignorenulls=True).alias("threshold")).first().asDict(recursive=True)
         scored.unpersist()
     finally:
