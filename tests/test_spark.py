@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import pyarrow.dataset as ds
 import pytest
 
 from inference import settings
@@ -76,7 +77,7 @@ def spark(cfg):
 def parquet_run(smoke_run, spark, cfg, corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("spark-out") / "scores[1].parquet"  # glob characters are taken literally
     summary = spark_cmd.score(spark, [str(corpus)], str(out), cfg)
-    return summary, [r.asDict(recursive=True) for r in spark.read.parquet(str(out)).collect()]
+    return summary, ds.dataset(str(out)).to_table().to_pylist()  # as the README reads it back
 
 
 def by_id(records):
