@@ -8,16 +8,21 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps data train test test-slow score serve serve-mlflow worker redis match bench mlflow-ui clean
+.PHONY: setup system-deps data train test test-slow score score-spark serve serve-mlflow worker redis match bench mlflow-ui clean
 
 setup: $(STAMP) system-deps
 
 # Debian packages, installed only when missing: redis-server (queue worker and its tests), wordnet-base
-# (the WordNet spinner family's databases), chromium and chromium-driver (the HTML views' browser tests).
+# (the WordNet spinner family's databases), openjdk-17-jre-headless (Java for Spark: `make score-spark`),
+# chromium and chromium-driver (the HTML views' browser tests).
 system-deps:
-	@command -v redis-server >/dev/null && test -f /usr/share/wordnet/data.noun && \
-		command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq redis-server wordnet-base chromium chromium-driver >/dev/null)
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -f /usr/share/wordnet/data.noun || missing="$$missing wordnet-base"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	test -z "$$missing" || (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null)
 
 # torch first (the pinned CPU build: an unpinned resolve pulls CUDA wheels), then everything pinned
 # in pyproject.toml. Re-runs only when pyproject.toml changes.
@@ -46,6 +51,12 @@ test-slow: setup
 score: $(STAMP)
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl|OUT.csv [REPORT=REPORT.html]'; exit 2; }
 	$(PY) -m inference.score $(INPUT) --output $(OUTPUT) $(if $(REPORT),--report $(REPORT)) $(ARGS)
+
+# The same records on Apache Spark (embedded local[*] master by default; README "Scoring on Spark").
+# make score-spark INPUT="corpus/ more.parquet" OUTPUT=scores.parquet [ARGS="--master local[2] --set partitions=64"]
+score-spark: $(STAMP) system-deps
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score-spark INPUT="FILE|DIR|URI ..." OUTPUT=OUT.jsonl|OUT.parquet'; exit 2; }
+	$(PY) -m inference.spark --input $(INPUT) --output $(OUTPUT) $(ARGS)
 
 # HTTP service on 127.0.0.1:8000 (configs/service.yaml + configs/inference.yaml): POST /v1/score,
 # /v1/score/batch; docs at /docs. make serve [ARGS="--set http.port=9000 --set quantize=true"]
@@ -81,6 +92,7 @@ bench: setup
 	$(PY) bench/bench_match.py
 	$(PY) bench/bench_hostile.py
 	$(PY) bench/bench_report.py
+	$(PY) bench/bench_spark.py
 
 mlflow-ui: $(STAMP)
 	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}

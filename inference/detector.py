@@ -147,16 +147,22 @@ class Detector:
         """From a detector directory, an exported MLflow model directory, or any MLflow model URI
         (`models:/unspin@champion`, `models:/unspin/3`, `runs:/<id>/model`). quantize: int8 or full
         precision encoder; None scores as the model was calibrated (its `tagger.quantize` setting)."""
+        return cls.from_dir(cls.fetch(uri_or_path), quantize)
+
+    @staticmethod
+    def fetch(uri_or_path: str | Path, dst: str | None = None) -> Path:
+        """The local detector directory of `uri_or_path`; an MLflow model is downloaded first, into `dst` (default:
+        a new temporary directory)."""
         path = Path(str(uri_or_path))
         if not path.exists():
             import mlflow
 
             path = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri_or_path),
-                                                            dst_path=tempfile.mkdtemp(prefix="unspin-")))
+                                                            dst_path=dst or tempfile.mkdtemp(prefix="unspin-")))
         found = path if (path / META).exists() else next((p.parent for p in sorted(path.rglob(META))), None)
         if found is None:
             raise FileNotFoundError(f"no unspin detector ({META}) under {uri_or_path}")
-        return cls.from_dir(found, quantize)
+        return found
 
     @classmethod
     def from_dir(cls, path: str | Path, quantize: bool | None = None) -> Detector:

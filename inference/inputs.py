@@ -217,21 +217,23 @@ def _iter_jsonl(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[Record]
             continue
         if lineno == 1:
             line = line.removeprefix(BOM)
-        try:
-            row = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            yield Record(id=where, error=f"line {lineno}: not UTF-8 text")
-            continue
-        except ValueError as e:  # JSONDecodeError, or a number over Python's int-string conversion limit
-            yield Record(id=where, error=f"line {lineno}: malformed JSON: {getattr(e, 'msg', e)}")
-            continue
-        except RecursionError:  # the C decoder recurses once per nesting level
-            yield Record(id=where, error=f"line {lineno}: malformed JSON: nested too deeply")
-            continue
-        if not isinstance(row, dict):
-            yield Record(id=where, error=f"line {lineno}: not a JSON object")
-            continue
-        yield make_record(row, where, max_bytes)
+        yield jsonl_record(line, where, max_bytes, f"line {lineno}: ")
+
+
+def jsonl_record(line: bytes | str, where: str | None, max_bytes: int, prefix: str = "") -> Record:
+    """The Record of one JSONL line; `where` keys it when it has no usable id, `prefix` starts the
+    message of a line that is not a JSON object."""
+    try:
+        row = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
+    except UnicodeDecodeError:
+        return Record(id=where, error=f"{prefix}not UTF-8 text")
+    except ValueError as e:  # JSONDecodeError, or a number over Python's int-string conversion limit
+        return Record(id=where, error=f"{prefix}malformed JSON: {getattr(e, 'msg', e)}")
+    except RecursionError:  # the C decoder recurses once per nesting level
+        return Record(id=where, error=f"{prefix}malformed JSON: nested too deeply")
+    if not isinstance(row, dict):
+        return Record(id=where, error=f"{prefix}not a JSON object")
+    return make_record(row, where, max_bytes)
 
 
 def _read_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
@@ -373,7 +375,7 @@ class CsvRows:
 
 # --- validation ----------------------------------------------------------------------------------
 
-def make_record(row: dict, where: str, max_bytes: int) -> Record:
+def make_record(row: dict, where: str | None, max_bytes: int) -> Record:
     """A Record from a JSONL object or CSV row; `where` (file:line) keys records that have no id."""
     rid = _clean_id(row.get("id"))
     if rid is None:

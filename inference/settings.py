@@ -1,12 +1,13 @@
-"""Settings of the batch command, the HTTP service and the queue worker.
+"""Settings of the batch command, the HTTP service, the queue worker and the Spark command.
 
 - The inference section, configs/inference.yaml (`load`): which model scores and how (model, threshold,
-  threads, quantize...). One file, shared by all three, so they cannot drift apart.
+  threads, quantize...). One file, shared by all of them, so they cannot drift apart.
 - What only the service and the worker add, configs/service.yaml (`load_service`): text and id limits,
   log level, `http:`, `worker:` and `scoring:` (the scoring process both use).
+- What only the Spark command adds, configs/spark.yaml (`load_spark`): master, partitions, Arrow batches.
 
 Read through `data.config`, so an unknown or mistyped key is an error that names it, and every value of
-either file can be overridden per run (`--set quantize=true`, `--set http.port=8080`).
+any file can be overridden per run (`--set quantize=true`, `--set http.port=8080`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from data import config as cfglib
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT = CONFIGS / "inference.yaml"
 SERVICE_DEFAULT = CONFIGS / "service.yaml"
+SPARK_DEFAULT = CONFIGS / "spark.yaml"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -111,6 +113,16 @@ class ServiceConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
 
+@dataclass
+class SparkConfig:
+    """configs/spark.yaml; `inference` is filled from configs/inference.yaml, never from this file."""
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    master: str = "local[*]"
+    app_name: str = "unspin"
+    partitions: int | None = None  # None: 4 per core of the session's default parallelism
+    arrow_batch_rows: int = 256  # rows per Arrow batch handed to Python (spark.sql.execution.arrow.maxRecordsPerBatch)
+
+
 INFERENCE_KEYS = {f.name for f in fields(InferenceConfig)}
 
 
@@ -147,19 +159,35 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
 def load_service(path: str | Path | None = None, overrides: list[str] | None = None) -> ServiceConfig:
     """configs/service.yaml (or `path`) and the inference section. An override goes to the file its first
     key belongs to: "model=..." (or "inference.model=...") to inference.yaml, "http.port=8080" to service.yaml."""
+    cfg, path = _with_inference(ServiceConfig, path, SERVICE_DEFAULT, overrides, _reject_inline_key)
+    return _validate_service(cfg, path.name)
+
+
+def load_spark(path: str | Path | None = None, overrides: list[str] | None = None) -> SparkConfig:
+    """configs/spark.yaml (or `path`) and the inference section; overrides go where `load_service` sends them."""
+    cfg, path = _with_inference(SparkConfig, path, SPARK_DEFAULT, overrides)
+    _at_least_1(path.name, {"arrow_batch_rows": cfg.arrow_batch_rows,
+                            **({"partitions": cfg.partitions} if cfg.partitions is not None else {})})
+    return cfg
+
+
+def _with_inference(cls, path, default: Path, overrides: list[str] | None, check=None):
+    """(`cls` from its own file, with `inference` from configs/inference.yaml; the file read). An override goes
+    to the file its first key belongs to."""
     shared, own = [], []
     for item in overrides or []:
         item = item.removeprefix("inference.")
         (shared if item.split("=", 1)[0].split(".", 1)[0] in INFERENCE_KEYS else own).append(item)
-    raw, path = _raw(path, SERVICE_DEFAULT, own)
-    _reject_inline_key(raw, path)
+    raw, path = _raw(path, default, own)
+    if check:
+        check(raw, path)
     for key in raw:
         if key in INFERENCE_KEYS | {"inference"}:
             raise cfglib.ConfigError(f"{path.name}.{key}: belongs in configs/inference.yaml, the inference section "
-                                     f"the batch command, service and worker share (or --set {key}=...) [in {path}]")
-    cfg = _build(ServiceConfig, raw, path)
+                                     f"the commands share (or --set {key}=...) [in {path}]")
+    cfg = _build(cls, raw, path)
     cfg.inference = load(None, shared)
-    return _validate_service(cfg, path.name)
+    return cfg, path
 
 
 def _reject_inline_key(raw: dict, path: Path) -> None:
@@ -281,8 +309,8 @@ def process_defaults(cfg: InferenceConfig) -> None:
 # ---- command line -------------------------------------------------------------------------------
 
 # Flags that are shorthand for an override (argparse dest -> config key); a command adds the ones it takes.
-SHORTHANDS = {"model": "model", "host": "http.host", "port": "http.port", "redis_url": "worker.redis_url",
-              "consumer": "worker.consumer"}
+SHORTHANDS = {"model": "model", "master": "master", "host": "http.host", "port": "http.port",
+              "redis_url": "worker.redis_url", "consumer": "worker.consumer"}
 
 
 def add_common_args(parser, config_help: str) -> None:
