@@ -51,7 +51,7 @@ class CausalLM:
         model = AutoModelForCausalLM.from_pretrained(path, gguf_file=GGUF_FILE, dtype=torch.float32).eval()
         if quantize:
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.model, self.batch_tokens, self.max_tokens = model, batch_tokens, max_tokens
+        self.model, self.quantized, self.batch_tokens, self.max_tokens = model, quantize, batch_tokens, max_tokens
         self.bos = self.tokenizer.bos_token_id
 
     @functools.lru_cache(maxsize=200_000)  # noqa: B019 - one model per process, words repeat
@@ -59,11 +59,12 @@ class CausalLM:
         """The token a word starts with when it follows a space."""
         return self.tokenizer(" " + word, add_special_tokens=False)["input_ids"][0]
 
-    def score(self, texts: Sequence[str], queries: Sequence[Sequence[WordQuery]]) -> list[list[WordLikelihood]]:
+    def score(self, texts: Sequence[str], queries: Sequence[Sequence[WordQuery]],
+              groups: Sequence[int] | None = None) -> list[list[WordLikelihood]]:
         """For each text, the likelihood of each queried word and of its alternatives in its place.
 
         A text is read as one window of at most `max_tokens` tokens after a start token; words past it
-        get NaN (callers cut long texts into sentences first)."""
+        get NaN (callers cut long texts into sentences first). `groups`: the document each text belongs to."""
         import torch
 
         if not texts:
@@ -73,22 +74,34 @@ class CausalLM:
         ids = [[self.bos] + x for x in enc["input_ids"]]
         offsets = [[(0, 0)] + list(o) for o in enc["offset_mapping"]]
         out: list[list[WordLikelihood]] = [[] for _ in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        batch: list[int] = []
+        for batch in self._batches(ids, list(range(len(texts))) if groups is None else list(groups)):
+            width = max(len(ids[k]) for k in batch)
+            x = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(x)
+            for r, k in enumerate(batch):
+                x[r, :len(ids[k])], mask[r, :len(ids[k])] = torch.tensor(ids[k]), 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=x, attention_mask=mask, use_cache=False).logits.float()
+                norm = torch.logsumexp(logits, -1)  # log P = logit - norm, read only where needed
+            for r, k in enumerate(batch):
+                out[k] = self._read(logits[r], norm[r], ids[k], offsets[k], queries[k])
+        return out
+
+    def _batches(self, ids: list[list[int]], groups: list[int]) -> list[list[int]]:
+        """Text indices per forward call. Dynamic int8 scales activations by the largest value in the call,
+        padding included: a quantized model reads each group (document) alone, so that a word's likelihood
+        never depends on the documents read beside it. Full precision fills calls up to `batch_tokens`."""
+        if self.quantized:
+            mine: dict[int, list[int]] = {}
+            for k, g in enumerate(groups):
+                mine.setdefault(g, []).append(k)
+            return list(mine.values())
+        order, out, batch = sorted(range(len(ids)), key=lambda i: len(ids[i])), [], []
         for pos, i in enumerate(order):
             batch.append(i)
             nxt = order[pos + 1] if pos + 1 < len(order) else None
             if nxt is None or (len(batch) + 1) * len(ids[nxt]) > self.batch_tokens:
-                width = max(len(ids[k]) for k in batch)
-                x = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
-                mask = torch.zeros_like(x)
-                for r, k in enumerate(batch):
-                    x[r, :len(ids[k])], mask[r, :len(ids[k])] = torch.tensor(ids[k]), 1
-                with torch.inference_mode():
-                    logits = self.model(input_ids=x, attention_mask=mask, use_cache=False).logits.float()
-                    norm = torch.logsumexp(logits, -1)  # log P = logit - norm, read only where needed
-                for r, k in enumerate(batch):
-                    out[k] = self._read(logits[r], norm[r], ids[k], offsets[k], queries[k])
+                out.append(batch)
                 batch = []
         return out
 

@@ -242,7 +242,8 @@ class Detector:
             flat.extend(sents)
         chunks = [a.text[s.start:s.end] for a in out for s in a.sentences]
         if self.tagger is not None:
-            for s, p in zip(flat, self.tagger.word_probs(chunks)):
+            documents = [i for i, a in enumerate(out) for _ in a.sentences]
+            for s, p in zip(flat, self.tagger.word_probs(chunks, documents)):
                 s.probs = p
             if self.lexicon:
                 for a in out:

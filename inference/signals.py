@@ -35,8 +35,8 @@ class ContextSignal:
         from data.lm import WordQuery
         from data.text import is_word
 
-        units, queries, texts = [], [], []
-        for a, sents in items:
+        units, queries, texts, groups = [], [], [], []
+        for g, (a, sents) in enumerate(items):
             for s in sents:
                 qs = []
                 for i, (ws, we) in enumerate(s.words):
@@ -46,7 +46,8 @@ class ContextSignal:
                 units.append(s)
                 queries.append(qs)
                 texts.append(a.text[s.start:s.end])
-        for s, qs, priced in zip(units, queries, self.lm.score(texts, queries) if texts else []):
+                groups.append(g)
+        for s, qs, priced in zip(units, queries, self.lm.score(texts, queries, groups)):
             feats = np.zeros((len(qs), 3), dtype=np.float64)
             s.preferred = {}
             for i, (q, p) in enumerate(zip(qs, priced)):

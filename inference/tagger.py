@@ -69,8 +69,21 @@ class Tagger:
         self.weights.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
-    def word_probs(self, texts: list[str]) -> list[np.ndarray]:
-        """P(spun) for each word of each text (as `data.text.words` splits it)."""
+    def _batches(self, input_ids: list[list[int]], groups: list[int]) -> list[list[int]]:
+        """Window indices per forward call. Dynamic int8 scales activations by the largest value in the call,
+        padding included: a quantized model reads each group's (document's) windows alone, so that a text's
+        score never depends on the texts batched beside it. Full precision batches windows of similar length."""
+        if self.quantized:
+            mine: dict[int, list[int]] = {}
+            for k, g in enumerate(groups):
+                mine.setdefault(g, []).append(k)
+            return [ks[b:b + self.batch_size] for ks in mine.values() for b in range(0, len(ks), self.batch_size)]
+        order = sorted(range(len(input_ids)), key=lambda k: len(input_ids[k]))
+        return [order[b:b + self.batch_size] for b in range(0, len(order), self.batch_size)]
+
+    def word_probs(self, texts: list[str], groups: list[int] | None = None) -> list[np.ndarray]:
+        """P(spun) for each word of each text (as `data.text.words` splits it). `groups`: the document each
+        text belongs to (a text is its own document by default)."""
         import torch
 
         word_lists = [[t[s:e] for s, e in words(t)] for t in texts]
@@ -80,13 +93,11 @@ class Tagger:
         if not todo:
             return out
         enc, windows = encode(self.tokenizer, [word_lists[i] for i in todo], self.max_length, self.stride)
-        order = sorted(range(len(windows)), key=lambda k: len(enc["input_ids"][k]))
-        pad = self.tokenizer.pad_token_id
         with torch.inference_mode():
-            for b in range(0, len(order), self.batch_size):
-                batch = order[b:b + self.batch_size]
+            owner = [todo[w[0]] if groups is None else groups[todo[w[0]]] for w in windows]
+            for batch in self._batches(enc["input_ids"], owner):
                 width = max(len(enc["input_ids"][k]) for k in batch)
-                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
                 for r, k in enumerate(batch):
                     row = enc["input_ids"][k]

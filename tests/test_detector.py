@@ -1,4 +1,5 @@
 """Suggestions, the known-phrase signal, and what a registered detector explains."""
+import numpy as np
 import pytest
 
 from inference.suggest import Suggester
@@ -79,6 +80,22 @@ def test_shipped_model_scores_at_its_calibrated_precision_and_saves_full_weights
     text = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
     a, b = detector.score(text)["score"], full.score(text)["score"]
     assert a != b and abs(a - b) < 0.1  # same weights, two precisions
+
+
+def test_a_text_scores_the_same_alone_and_in_any_batch(detector, monkeypatch):
+    """int8 models scale activations per call: the service, the worker, the batch command and Spark batch
+    texts differently, and none of that may change a text's score."""
+    text = ("Washington's best diplomat stated the overseas ministers met a 12 months in the past. "
+            "The talks, which ran late into the night, ended with no agreement on trade.")
+    others = ["Shares fell.", "A " + "very long sentence about the markets and the weather " * 12 + "ended."]
+    assert detector.tagger.quantized and detector.context is not None
+    monkeypatch.setattr(detector, "gate", (0.0, 1.0))  # the language model reads every text
+    read = detector.stats["context_texts"]
+    alone = detector.score(text)
+    assert detector.stats["context_texts"] == read + 1  # the language model read it too
+    assert detector.score([others[1], text, others[0]])[1] == alone
+    probs = detector.tagger.word_probs([text, *others])[0]
+    assert np.array_equal(probs, detector.tagger.word_probs([text])[0])
 
 
 def test_hashed_ngrams_are_stable_across_processes_and_batches(tmp_path):

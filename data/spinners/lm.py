@@ -76,7 +76,7 @@ class LMSpinner:
                 if mine:  # the model need not read past the last word it prices
                     units.append((k, text[s0:max(e for _, e, _ in mine)], mine))
                     queries.append([WordQuery(s - s0, e - s0, opts) for s, e, opts in mine])
-        priced = self.lm.score([u[1] for u in units], queries)
+        priced = self.lm.score([u[1] for u in units], queries, [u[0] for u in units])
         picks: list[list[tuple[int, int, str]]] = [[] for _ in plans]
         for (k, _, mine), likelihoods in zip(units, priced):
             rng = plans[k][1]
