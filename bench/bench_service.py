@@ -43,7 +43,7 @@ def articles(n: int, words: int) -> tuple[list[str], str]:
     from data.text import sentences
 
     try:
-        root = cfglib.data_root(cfglib.read_yaml(ROOT / "configs/data.yaml").get("data_root", "../shared/data"))
+        root = cfglib.data_root(cfglib.read_yaml(ROOT / "configs/data.yaml")["data_root"])
         if not root.is_absolute():
             root = (ROOT / root).resolve()
         path = root / "news" / "bbc_news.jsonl"

@@ -13,7 +13,7 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -32,67 +32,69 @@ def load_tables(output_dir: str) -> dict[str, dict[str, list[str]]]:
         return json.load(f)
 
 
+# Fields and types only: every value is in configs/data.yaml (data.config), so it is written once.
+
 @dataclass
 class SourcesConfig:
-    bbc: str = "news/bbc_news.jsonl"
-    ag_news: str = "news/ag_news_test.jsonl"
-    msr: str = "news/msr_news_sentences.tsv"
-    mrpc: list[str] = field(default_factory=lambda: ["paraphrase/mrpc_train.tsv", "paraphrase/mrpc_test.tsv"])
-    paws: list[str] = field(default_factory=lambda: ["paraphrase/paws_qqp_train.tsv", "paraphrase/paws_qqp_dev_test.tsv"])
-    lexicon: str = "lexicons/tortured_phrases.tsv"
+    bbc: str
+    ag_news: str
+    msr: str
+    mrpc: list[str]
+    paws: list[str]
+    lexicon: str
 
 
 @dataclass
 class FamilyDraw:
     """Which families spin an original: `per_original` drawn by weight, plus every family in `always`."""
 
-    weights: dict[str, float] = field(default_factory=lambda: {name: 1.0 for name in FAMILIES})
-    per_original: int = 2
-    always: list[str] = field(default_factory=list)
+    weights: dict[str, float]
+    per_original: int
+    always: list[str]
 
 
 @dataclass
 class SentenceConfig:
-    originals: dict[str, int] = field(default_factory=lambda: {"bbc": 4000, "ag_news": 4000, "msr": 4000})
-    min_words: int = 6
-    max_words: int = 80
-    verbatim_share: float = 0.03  # originals also emitted as a verbatim copy (label clean)
-    mrpc_max: int = 4000
-    paws_max: int = 2000
-    families: FamilyDraw = field(default_factory=FamilyDraw)
+    originals: dict[str, int]  # sentence originals drawn per corpus
+    min_words: int
+    max_words: int
+    verbatim_share: float  # originals also emitted as a verbatim copy (label clean)
+    mrpc_max: int
+    paws_max: int
+    families: FamilyDraw
 
 
 @dataclass
 class ParagraphConfig:
-    originals: int = 3000  # runs of consecutive BBC paragraphs
-    min_words: int = 50
-    max_words: int = 150
-    families: FamilyDraw = field(default_factory=FamilyDraw)
+    originals: int  # runs of consecutive BBC paragraphs
+    min_words: int
+    max_words: int
+    families: FamilyDraw
 
 
 @dataclass
 class ArticleConfig:
-    max_articles: int = 2225
-    splits: list[str] = field(default_factory=lambda: ["train", "validation", "test"])  # documents with articles
-    partial_share: list[float] = field(default_factory=lambda: [0.2, 0.5])  # share of paragraphs spun
-    min_edits: int = 3  # an article variant with fewer swaps is not emitted (one phrase is not a spun article)
-    families: FamilyDraw = field(default_factory=FamilyDraw)
-    partial_families: FamilyDraw = field(default_factory=lambda: FamilyDraw(per_original=1))
+    max_articles: int
+    splits: list[str]  # documents with articles
+    partial_share: list[float]  # share of paragraphs spun
+    min_edits: int  # an article variant with fewer swaps is not emitted (one phrase is not a spun article)
+    families: FamilyDraw
+    partial_families: FamilyDraw
 
 
 @dataclass
 class DataConfig:
-    data_root: str = "../shared/data"
-    output_dir: str = "data/build"
-    seed: int = 13
-    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
-    max_chars: int = 100_000
-    tables_min_count: int = 2  # families' swap tables cover the words seen this often in the originals
-    sources: SourcesConfig = field(default_factory=SourcesConfig)
-    sentences: SentenceConfig = field(default_factory=SentenceConfig)
-    paragraphs: ParagraphConfig = field(default_factory=ParagraphConfig)
-    articles: ArticleConfig = field(default_factory=ArticleConfig)
-    spinners: SpinnersConfig = field(default_factory=SpinnersConfig)
+    data_root: str  # UNSPIN_DATA_ROOT overrides
+    output_dir: str
+    seed: int
+    splits: dict[str, float]
+    max_chars: int
+    tables_min_count: int  # families' swap tables cover the words seen this often in the originals
+    sources: SourcesConfig
+    sentences: SentenceConfig
+    paragraphs: ParagraphConfig
+    articles: ArticleConfig
+    spinners: SpinnersConfig
 
 
 def load_config(path, overrides=None) -> DataConfig:

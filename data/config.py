@@ -1,7 +1,8 @@
 """YAML config loading into typed dataclasses, with errors that name the bad key.
 
 Every config in `configs/` is read through `load(path, Schema)`; `overrides` ("a.b=value") let a run
-change any value without editing the file.
+change any value without editing the file. The YAML files hold every value: the dataclasses declare
+fields and types only, so a key missing from a file is an error naming it, never a silent default.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def build(cls, raw, where: str = "config"):
         if name in raw:
             kwargs[name] = _check(hints[name], raw[name], f"{where}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{where}.{name}: required key is missing")
+            raise ConfigError(f"{where}.{name}: missing key (every value is set in the config file)")
     return cls(**kwargs)
 
 

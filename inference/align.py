@@ -145,17 +145,18 @@ def analyze(text: str, check_prose: bool = True, is_rare: Callable[[str], bool] 
 
 # --- alignment -----------------------------------------------------------------------------------
 
+# Fields and types only: every value is in the `align:` section of configs/match.yaml (data.config), so it is written once.
 @dataclass
 class AlignConfig:
-    pair_candidates: int = 3          # reference sentences (most shared content words) tried per input sentence
-    min_shared_words: int = 2         # content words a sentence pair must share to be tried
-    min_pair_similarity: float = 0.4  # difflib ratio over words for a pair to count as aligned
-    min_gap_similarity: float = 0.2   # ... for a sentence between two aligned ones, paired by position
-    max_swap_words: int = 10          # a replacement longer than this on either side is rewording
-    max_swap_imbalance: int = 5       # ... and so is one whose two sides differ by more words than this
-    max_insert_words: int = 2         # a longer insertion is rewording (a spinner's "is" -> "is actually" is 1)
-    max_moved_words: int = 0          # more content words than this removed in one place, added in another: rewording
-    consistent_repeats: int = 2       # an identical replacement made this often in one article is a dictionary swap
+    pair_candidates: int  # reference sentences (most shared content words) tried per input sentence
+    min_shared_words: int  # content words a sentence pair must share to be tried
+    min_pair_similarity: float  # difflib ratio over words for a pair to count as aligned
+    min_gap_similarity: float  # ... for a sentence between two aligned ones, paired by position
+    max_swap_words: int  # a replacement longer than this on either side is rewording
+    max_swap_imbalance: int  # ... and so is one whose two sides differ by more words than this
+    max_insert_words: int  # a longer insertion is rewording (a spinner's "is" -> "is actually" is 1)
+    max_moved_words: int  # more content words than this removed in one place, added in another: rewording
+    consistent_repeats: int  # an identical replacement made this often in one article is a dictionary swap
 
 
 @dataclass
@@ -426,19 +427,20 @@ def _fill_gaps(inp: Doc, ref: Doc, pairs: list[Pair], cfg: AlignConfig) -> list[
 
 # --- figures and relation ------------------------------------------------------------------------
 
+# Fields and types only: every value is in the `relation:` section of configs/match.yaml (data.config), so it is written once.
 @dataclass
 class RelationConfig:
-    copy_coverage: float = 0.6      # input prose words in copied (identical/spun) sentences: full copy
-    reference_coverage: float = 0.5  # ... and reference prose words copied (else some paragraphs taken: partial)
-    copy_purity: float = 0.75       # copied share of the aligned input words, for any copy relation
-    verbatim_identical: float = 0.97  # share of copied input words identical: verbatim rather than spun
-    spun_min_swaps: int = 2         # ... and fewer swaps and reworded sentences than this
-    min_copy_words: int = 25        # fewer copied words than this is not evidence of copying
-    min_copy_sentences: int = 2
-    partial_coverage: float = 0.1   # input prose words in copied sentences: partial copy
-    min_order: float = 0.8          # share of aligned pairs in the reference's order, for a full copy
-    independent_retrieval: float = 0.15  # immutables similarity above which an unaligned candidate is the same story
-    independent_aligned: float = 0.1     # ... or share of input words aligned (reworded) to it
+    copy_coverage: float  # input prose words in copied (identical/spun) sentences: full copy
+    reference_coverage: float  # ... and reference prose words copied (else some paragraphs taken: partial)
+    copy_purity: float  # copied share of the aligned input words, for any copy relation
+    verbatim_identical: float  # share of copied input words identical: verbatim rather than spun
+    spun_min_swaps: int  # ... and fewer swaps and reworded sentences than this
+    min_copy_words: int  # fewer copied words than this is not evidence of copying
+    min_copy_sentences: int
+    partial_coverage: float  # input prose words in copied sentences: partial copy
+    min_order: float  # share of aligned pairs in the reference's order, for a full copy
+    independent_retrieval: float  # immutables similarity above which an unaligned candidate is the same story
+    independent_aligned: float  # ... or share of input words aligned (reworded) to it
 
 
 def _monotone(pairs: list[Pair]) -> int:

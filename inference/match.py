@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from data import cli
@@ -47,42 +47,41 @@ RELATIONS = ("verbatim_copy", "spun_copy", "partial_copy", "independent", "no_ma
 _RANK = {"verbatim_copy": 0, "spun_copy": 0, "partial_copy": 1, "independent": 2, "no_match": 3}
 
 
+# Fields and types only: every value is in configs/match.yaml (data.config), so it is written once.
 @dataclass
 class RetrievalConfig:
-    candidates: int = 4        # references verified (aligned) per input
-    pool: int = 100            # best by immutables re-ranked by word-set similarity
-    rerank_weight: float = 1.0
-    min_immutables: float = 0.05  # candidates below this immutables similarity are not verified
-    passage_candidates: int = 2   # more references verified, found by passages of the input (partial copies)
-    passage_words: int = 60       # words per passage (consecutive prose sentences)
-    passage_pool: int = 20        # best per passage by immutables containment, re-ranked by word containment
-    min_passage_immutables: int = 3  # a passage with fewer immutables is not searched on its own
-    reference_cache: int = 512    # analysed references kept in memory (popular originals are matched often)
+    candidates: int  # references verified (aligned) per input
+    pool: int  # best by immutables re-ranked by word-set similarity
+    rerank_weight: float
+    min_immutables: float  # candidates below this immutables similarity are not verified
+    passage_candidates: int  # more references verified, found by passages of the input (partial copies)
+    passage_words: int  # words per passage (consecutive prose sentences)
+    passage_pool: int  # best per passage by immutables containment, re-ranked by word containment
+    min_passage_immutables: int  # a passage with fewer immutables is not searched on its own
+    reference_cache: int  # analysed references kept in memory (popular originals are matched often)
 
 
 @dataclass
 class OutputConfig:
-    top_k: int = 3             # candidates reported per input (no_match candidates are not reported)
-    alignment: bool = True     # report the sentence alignment and substitutions
+    top_k: int  # candidates reported per input (no_match candidates are not reported)
+    alignment: bool  # report the sentence alignment and substitutions
 
 
 @dataclass
 class MatchConfig:
-    index_dir: str = "artifacts/match_index"
-    max_bytes: int = 1_000_000
-    workers: int = 1           # processes matching inputs (forked, sharing the loaded index)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    index: IndexConfig = field(default_factory=IndexConfig)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    align: AlignConfig = field(default_factory=AlignConfig)
-    relation: RelationConfig = field(default_factory=RelationConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
+    index_dir: str
+    max_bytes: int
+    workers: int  # processes matching inputs (forked, sharing the loaded index)
+    features: FeaturesConfig
+    index: IndexConfig
+    retrieval: RetrievalConfig
+    align: AlignConfig
+    relation: RelationConfig
+    output: OutputConfig
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> MatchConfig:
     path = Path(path) if path else DEFAULT
-    if not path.exists() and path == DEFAULT:
-        return cfglib.build(MatchConfig, cfglib.apply_overrides({}, overrides or []))
     cfg = cfglib.load(path, MatchConfig, overrides)
     if cfg.features.vocabulary not in ("moby", "none"):
         raise cfglib.ConfigError(f"features.vocabulary: expected moby or none, got {cfg.features.vocabulary!r} [in {path}]")
@@ -95,7 +94,7 @@ class Matcher:
     """An open reference index plus the settings to match articles against it."""
 
     def __init__(self, cfg: MatchConfig | None = None, index_dir: str | Path | None = None):
-        self.cfg = cfg or MatchConfig()
+        self.cfg = cfg or load_config()
         self.index = ReferenceIndex(index_dir or self.cfg.index_dir, self.cfg.features, self.cfg.index)
         self._cache: OrderedDict[int, tuple] = OrderedDict()
 
@@ -255,7 +254,7 @@ def run(inputs: list[str], output: str, references: list[str] | None = None, cfg
         report: str | None = None) -> dict:
     """Index `references` (new ones only), then match `inputs` into `output` (and the HTML `report`); returns
     summary figures."""
-    cfg = cfg or MatchConfig()
+    cfg = cfg or load_config()
     if output != "-" and not output.lower().endswith(".jsonl"):
         raise ValueError(f"output must end in .jsonl, or be - for stdout: {output}")
     for out in (output, report):  # before anything else: the writers truncate

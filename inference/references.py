@@ -54,23 +54,24 @@ from inference.inputs import ARTICLE_EXTS, STDIN
 FORMAT_VERSION = 1
 
 
+# Fields and types only: every value is in the `features:` and `index:` sections of configs/match.yaml (data.config), so it is written once.
 @dataclass
 class FeaturesConfig:
-    vocabulary: str = "moby"     # words a thesaurus knows are not immutable: moby | none
-    min_rare_chars: int = 4      # shorter unknown words are not used as rare words
-    max_token_chars: int = 40    # longer tokens (URLs, debris) are not features
-    check_prose: bool = True     # drop boilerplate sentences (inference.prose) before taking features
-    shingle_sample: int = 8      # keep word 3-grams whose hash is 0 mod this (passage retrieval); 0: none
+    vocabulary: str  # words a thesaurus knows are not immutable: moby | none
+    min_rare_chars: int  # shorter unknown words are not used as rare words
+    max_token_chars: int  # longer tokens (URLs, debris) are not features
+    check_prose: bool  # drop boilerplate sentences (inference.prose) before taking features
+    shingle_sample: int  # keep word 3-grams whose hash is 0 mod this (passage retrieval); 0: none
 
 
 @dataclass
 class IndexConfig:
-    segment_docs: int = 50000    # references per segment file
-    max_segments: int = 8        # more segments than this are merged into one on open
-    chunk_docs: int = 200        # references featurised per worker task
-    workers: int = 1             # processes featurising references (0: one per CPU)
-    common_share: float = 0.02   # immutables in more than this share of references are not gathered at search ...
-    min_common_df: int = 1000    # ... unless in at most this many (small indexes gather everything)
+    segment_docs: int  # references per segment file
+    max_segments: int  # more segments than this are merged into one on open
+    chunk_docs: int  # references featurised per worker task
+    workers: int  # processes featurising references (0: one per CPU)
+    common_share: float  # immutables in more than this share of references are not gathered at search ...
+    min_common_df: int  # ... unless in at most this many (small indexes gather everything)
 
 
 # --- features ------------------------------------------------------------------------------------
@@ -403,8 +404,12 @@ class ReferenceIndex:
     def __init__(self, directory: str | Path, features: FeaturesConfig | None = None,
                  cfg: IndexConfig | None = None):
         self.dir = Path(directory)
-        self.cfg = cfg or IndexConfig()
-        self.featurizer = Featurizer(features or FeaturesConfig())
+        if features is None or cfg is None:  # what is not given comes from configs/match.yaml
+            from inference.match import load_config  # (imported here: inference.match imports this module)
+            default = load_config()
+            features, cfg = features or default.features, cfg or default.index
+        self.cfg = cfg
+        self.featurizer = Featurizer(features)
         self.db: sqlite3.Connection | None = None
         self.manifest = {**_empty_manifest(), "features": self.featurizer.fingerprint()}
         self._on_disk, self._ids = _empty_manifest(), None

@@ -35,10 +35,11 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+# Fields and types only: every value is in configs/report.yaml (data.config), so it is written once.
 @dataclass
 class ReportConfig:
-    page_size: int = 50
-    top_spans: int = 3
+    page_size: int
+    top_spans: int
 
 
 def load_config(path: str | Path | None = None) -> ReportConfig:

@@ -9,6 +9,7 @@ command itself cannot run (bad arguments, model not loadable, output not writabl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 import time
@@ -19,6 +20,10 @@ from inference.batch import run_batch
 from inference.inputs import Record, text_error
 from inference.outputs import check_not_an_input
 from inference.report import Report, summary_line
+
+# An argument of `run` left out: its value is the one in configs/inference.yaml, as for the command.
+# (Not None: None is a value there, "the model's own threshold" or "the precision it was calibrated at".)
+CONFIGURED = object()
 
 
 def score_batch(det, batch: list[Record]) -> list[dict]:
@@ -58,20 +63,30 @@ def load_detector(cfg: settings.InferenceConfig):
     return det
 
 
-def run(inputs: list[str], output: str, model: str, threshold: float | None = None, resume: bool = False,
-        batch_size: int = 32, max_bytes: int = 1_000_000, progress: bool = True, quantize: bool | None = None,
+def run(inputs: list[str], output: str, model=CONFIGURED, threshold=CONFIGURED, resume: bool = False,
+        batch_size=CONFIGURED, max_bytes=CONFIGURED, progress: bool = True, quantize=CONFIGURED,
         report: str | None = None) -> dict:
-    """Score `inputs` into `output` (and the HTML `report`); returns the summary figures."""
+    """Score `inputs` into `output` (and the HTML `report`); returns the summary figures. `model`, `threshold`,
+    `batch_size`, `max_bytes` and `quantize` not given are read from configs/inference.yaml."""
     for out in (output, report):  # before anything else: the writers would truncate them
         if out is not None:
             check_not_an_input(out, inputs)
-    det = load_detector(settings.InferenceConfig(model=model, threshold=threshold, quantize=quantize))
-    return score_files(det, inputs, output, resume, batch_size, max_bytes, progress, report)
+    given = {"model": model, "threshold": threshold, "batch_size": batch_size, "max_bytes": max_bytes,
+             "quantize": quantize}
+    cfg = dataclasses.replace(settings.load(), **{k: v for k, v in given.items() if v is not CONFIGURED})
+    det = load_detector(cfg)
+    return score_files(det, inputs, output, resume, cfg.batch_size, cfg.max_bytes, progress, report)
 
 
-def score_files(det, inputs: list[str], output: str, resume: bool = False, batch_size: int = 32,
-                max_bytes: int = 1_000_000, progress: bool = True, report: str | None = None) -> dict:
-    """`run` with a loaded detector: one record per input record, in order (inference.batch)."""
+def score_files(det, inputs: list[str], output: str, resume: bool = False, batch_size: int | None = None,
+                max_bytes: int | None = None, progress: bool = True, report: str | None = None) -> dict:
+    """`run` with a loaded detector: one record per input record, in order (inference.batch). `batch_size` and
+    `max_bytes` not given are read from configs/inference.yaml."""
+    if batch_size is None or max_bytes is None:
+        cfg = settings.load()
+        batch_size = cfg.batch_size if batch_size is None else batch_size
+        max_bytes = cfg.max_bytes if max_bytes is None else max_bytes
+
     def process(records):
         records = iter(records)
         while batch := list(itertools.islice(records, batch_size)):

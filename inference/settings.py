@@ -11,10 +11,11 @@ any file can be overridden per run (`--set quantize=true`, `--set http.port=8080
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from data import cli
@@ -27,110 +28,111 @@ SPARK_DEFAULT = CONFIGS / "spark.yaml"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
+# Fields and types only: every value is in the YAML files (data.config), so it is written once.
+
 @dataclass
 class InferenceConfig:
-    model: str = "models:/unspin@champion"
-    baseline_model: str = "models:/unspin-baseline@champion"
-    threshold: float | None = None  # None: the model's shipped threshold
-    batch_size: int = 32  # batch command: articles scored together
-    max_bytes: int = 1_000_000  # batch command: a larger file or text gets an error record
-    threads: int = 2  # torch intra-op threads per process (UNSPIN_THREADS wins when set)
-    quantize: bool | None = None  # int8/full-precision encoder; None: as the model was calibrated (README: speed)
+    model: str
+    baseline_model: str
+    threshold: float | None  # None: the model's shipped threshold
+    batch_size: int  # batch command: articles scored together
+    max_bytes: int  # batch command: a larger file or text gets an error record
+    threads: int  # torch intra-op threads per process (UNSPIN_THREADS wins when set)
+    quantize: bool | None  # int8/full-precision encoder; None: as the model was calibrated (README: speed)
 
 
 @dataclass
 class HttpConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    max_body_bytes: int = 2_000_000
-    request_timeout_s: float = 30.0
-    max_batch_items: int = 64
-    score_batch_texts: int = 16
-    max_waiting_texts: int = 128
-    api_key_env: str | None = None
-    api_key_file: str | None = None
-    api_key_header: str = "X-API-Key"
-    allow_public_without_key: bool = False
-    limit_concurrency: int = 64
-    keep_alive_timeout_s: float = 5.0
-    head_timeout_s: float = 10.0
-    body_timeout_s: float = 20.0
-    max_head_bytes: int = 16384
-    drain_timeout_s: float = 30.0
+    host: str
+    port: int
+    workers: int
+    max_body_bytes: int
+    request_timeout_s: float
+    max_batch_items: int
+    score_batch_texts: int
+    max_waiting_texts: int
+    api_key_env: str | None
+    api_key_file: str | None
+    api_key_header: str
+    allow_public_without_key: bool
+    limit_concurrency: int
+    keep_alive_timeout_s: float
+    head_timeout_s: float
+    body_timeout_s: float
+    max_head_bytes: int
+    drain_timeout_s: float
 
 
 @dataclass
 class ScoringConfig:
-    loader: str = "inference.score:load_detector"
-    budget_s: float = 60.0
-    budget_s_per_100k_chars: float = 150.0
-    start_timeout_s: float = 600.0
-    preload: bool = False
+    loader: str
+    budget_s: float
+    budget_s_per_100k_chars: float
+    start_timeout_s: float
+    preload: bool
 
 
 @dataclass
 class RetentionConfig:
-    articles_keep_s: float = 3600.0
-    verdicts_maxlen: int = 200_000
-    review_maxlen: int = 100_000
-    dead_maxlen: int = 100_000
-    seen_ttl_s: int = 604_800
+    articles_keep_s: float
+    verdicts_maxlen: int
+    review_maxlen: int
+    dead_maxlen: int
+    seen_ttl_s: int
 
 
 @dataclass
 class WorkerConfig:
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_timeout_s: float = 10.0
-    articles_stream: str = "unspin:articles"
-    verdicts_stream: str = "unspin:verdicts"
-    review_stream: str = "unspin:review"
-    dead_stream: str = "unspin:dead"
-    seen_prefix: str = "unspin:seen:"
-    group: str = "unspin-scorers"
-    group_start_id: str = "0"
-    consumer: str | None = None
-    batch_size: int = 16
-    block_ms: int = 2000
-    claim_idle_ms: int = 60_000
-    claim_interval_ms: int = 5000
-    max_attempts: int = 3
-    max_message_bytes: int = 2_000_000
-    prune_idle_ms: int = 86_400_000
-    log_every_s: float = 30.0
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    redis_url: str
+    redis_timeout_s: float
+    articles_stream: str
+    verdicts_stream: str
+    review_stream: str
+    dead_stream: str
+    seen_prefix: str
+    group: str
+    group_start_id: str
+    consumer: str | None
+    batch_size: int
+    block_ms: int
+    claim_idle_ms: int
+    claim_interval_ms: int
+    max_attempts: int
+    max_message_bytes: int
+    prune_idle_ms: int
+    log_every_s: float
+    retention: RetentionConfig
 
 
 @dataclass
 class ServiceConfig:
     """configs/service.yaml; `inference` is filled from configs/inference.yaml, never from this file."""
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    max_text_bytes: int = 200_000
-    max_id_chars: int = 512
-    log_level: str = "info"
-    http: HttpConfig = field(default_factory=HttpConfig)
-    worker: WorkerConfig = field(default_factory=WorkerConfig)
-    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    inference: InferenceConfig
+    max_text_bytes: int
+    max_id_chars: int
+    log_level: str
+    http: HttpConfig
+    worker: WorkerConfig
+    scoring: ScoringConfig
 
 
 @dataclass
 class SparkConfig:
     """configs/spark.yaml; `inference` is filled from configs/inference.yaml, never from this file."""
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    master: str = "local[*]"
-    app_name: str = "unspin"
-    partitions: int | None = None  # None: 4 per core of the session's default parallelism
-    arrow_batch_rows: int = 256  # rows per Arrow batch handed to Python (spark.sql.execution.arrow.maxRecordsPerBatch)
+    inference: InferenceConfig
+    master: str
+    app_name: str
+    partitions: int | None  # None: 4 per core of the session's default parallelism
+    arrow_batch_rows: int  # rows per Arrow batch handed to Python (spark.sql.execution.arrow.maxRecordsPerBatch)
 
 
 INFERENCE_KEYS = {f.name for f in fields(InferenceConfig)}
 
 
 def _raw(path: str | Path | None, default: Path, overrides: list[str] | None) -> tuple[dict, Path]:
-    """The file's mapping with `overrides` applied ({} when the default file is absent), and the file."""
+    """The file's mapping with `overrides` applied, and the file."""
     path = Path(path) if path else default
-    raw = cfglib.read_yaml(path) if path != default or path.exists() else {}
-    return cfglib.apply_overrides(raw, overrides or []), path
+    return cfglib.apply_overrides(cfglib.read_yaml(path), overrides or []), path
 
 
 def _build(cls, raw: dict, path: Path):
@@ -185,9 +187,8 @@ def _with_inference(cls, path, default: Path, overrides: list[str] | None, check
         if key in INFERENCE_KEYS | {"inference"}:
             raise cfglib.ConfigError(f"{path.name}.{key}: belongs in configs/inference.yaml, the inference section "
                                      f"the commands share (or --set {key}=...) [in {path}]")
-    cfg = _build(cls, raw, path)
-    cfg.inference = load(None, shared)
-    return cfg, path
+    inference = dataclasses.asdict(load(None, shared))  # already checked: built again as the field's value
+    return _build(cls, {**raw, "inference": inference}, path), path
 
 
 def _reject_inline_key(raw: dict, path: Path) -> None:

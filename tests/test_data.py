@@ -159,10 +159,11 @@ def test_build_is_deterministic(fixture_data_config, tmp_path, built):
 
 def test_unknown_config_key_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("spinners:\n  moby:\n    rat: [0.1, 0.2]\n")
+    base = f"extends: {ROOT / 'configs/data.yaml'}\n"  # every other key as configured: only this one is wrong
+    bad.write_text(base + "spinners:\n  moby:\n    rat: [0.1, 0.2]\n")
     with pytest.raises(ConfigError, match=r"spinners\.moby\.rat: unknown key"):
         builder.load_config(bad)
-    bad.write_text("seed: many\n")
+    bad.write_text(base + "seed: many\n")
     with pytest.raises(ConfigError, match=r"seed: expected int"):
         builder.load_config(bad)
 
@@ -176,7 +177,7 @@ def test_missing_corpus_file_names_file_and_setting(corpus, tmp_path, fixture_da
 
 def test_cli_reports_bad_config_with_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("splits: {train: 0.5, validation: 0.5, tset: 0.0}\n")
+    bad.write_text(f"extends: {ROOT / 'configs/data.yaml'}\nsplits: {{train: 0.5, validation: 0.5, tset: 0.0}}\n")
     proc = subprocess.run([builder.sys.executable, "-m", "data.build", "--config", str(bad)], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "splits" in proc.stderr and "Traceback" not in proc.stderr

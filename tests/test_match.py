@@ -1,6 +1,7 @@
 """Reference mode (inference.match): attribution of spun, verbatim and partial copies to their original,
 the same-story-own-words hard negative, the appendable index and the batch command."""
 import csv
+import dataclasses
 from collections import Counter
 import json
 import os
@@ -12,9 +13,11 @@ import pytest
 from data.build import load_config as load_data_config
 from data.spinners import Resources, make_spinners
 from inference import match
-from inference.align import AlignConfig, align, analyze
-from inference.references import FeaturesConfig, IndexStateError, ReferenceIndex
+from inference.align import align, analyze
+from inference.references import IndexStateError, ReferenceIndex
 from tests.conftest import PARAGRAPHS, ROOT
+
+MATCH = match.load_config()  # configs/match.yaml: the settings the command runs with
 
 # Fixture originals: realistic news articles with names, numbers and ordinary prose.
 ARTICLES = {
@@ -249,7 +252,7 @@ def test_spun_copies_are_attributed_to_their_source(matcher, spinners, spinner):
 def test_substitutions_show_original_and_spun_phrase_with_offsets():
     orig = "Washington's top diplomat said on Monday that five people had been hurt in the 2004 crash."
     spun = "Washington's best diplomat stated on Monday that 5 people had been harmed in the 2004 crash."
-    pairs = align(analyze(spun), analyze(orig), AlignConfig())
+    pairs = align(analyze(spun), analyze(orig), MATCH.align)
     assert len(pairs) == 1 and pairs[0].kind == "spun"
     subs = [(e["original"], e["spun"]) for e in pairs[0].edits if e["swap"]]
     assert subs == [("top", "best"), ("said", "stated"), ("hurt", "harmed")]  # "five" -> "5" is not a swap
@@ -260,7 +263,7 @@ def test_substitutions_show_original_and_spun_phrase_with_offsets():
 def test_human_rewording_is_not_a_swap():
     orig = "Yucaipa owned Dominick's before selling the chain to Safeway in 1998 for $2.5 billion."
     other = "Yucaipa bought Dominick's in 1995 for $693 million and sold it to Safeway for $1.8 billion in 1998."
-    pairs = align(analyze(other), analyze(orig), AlignConfig(min_pair_similarity=0.2))
+    pairs = align(analyze(other), analyze(orig), dataclasses.replace(MATCH.align, min_pair_similarity=0.2))
     assert pairs and all(p.kind == "reworded" for p in pairs)
 
 
@@ -400,7 +403,7 @@ def test_index_heals_rows_stored_without_features_and_rejects_other_settings(tmp
     assert rid == "late" and text[spans[0][0]:spans[0][1]].startswith("The Venice film festival opened")
     ri.close()
     with pytest.raises(IndexStateError, match="other feature settings"):
-        ReferenceIndex(idx, FeaturesConfig(vocabulary="none"))
+        ReferenceIndex(idx, dataclasses.replace(MATCH.features, vocabulary="none"))
 
 
 # A writer process: it loads its rows, says "ready", waits on stdin for the test to release every writer at
@@ -408,12 +411,13 @@ def test_index_heals_rows_stored_without_features_and_rejects_other_settings(tmp
 WRITER = """
 import json, sys
 from inference.inputs import Record
-from inference.references import IndexConfig, ReferenceIndex
+from inference.match import load_config
+from inference.references import ReferenceIndex
 directory, rows_file = sys.argv[1], sys.argv[2]
 rows = [json.loads(line) for line in open(rows_file)]
 print("ready", flush=True)
 sys.stdin.readline()
-index = ReferenceIndex(directory, cfg=IndexConfig(max_segments=2, workers=1))
+index = ReferenceIndex(directory, cfg=load_config(None, ["index.max_segments=2", "index.workers=1"]).index)
 for i in range(0, len(rows), 3):
     index.add([Record(id=r["id"], text=r["text"]) for r in rows[i:i + 3]])
 index.close()
@@ -439,7 +443,7 @@ def test_processes_opening_and_adding_at_once_keep_every_reference_once(tmp_path
     idx = tmp_path / "idx"
     # An index with upkeep due on open: more segments than the writers' max_segments, and rows a crashed
     # writer stored without features.
-    ri = ReferenceIndex(idx, cfg=match.IndexConfig(workers=1))
+    ri = ReferenceIndex(idx, cfg=dataclasses.replace(MATCH.index, workers=1))
     for i in (30, 32, 34):  # a segment per add
         ri.add([match.Record(id=r["id"], text=r["text"]) for r in rows[i:i + 2]])
     ri.close()
@@ -607,10 +611,10 @@ def test_alignment_does_not_depend_on_the_hash_seed(tmp_path):
     import subprocess
     import sys
 
-    code = ("from inference.align import AlignConfig, align, analyze\n"
+    code = ("from inference.align import align, analyze\nfrom inference.match import load_config\n"
             "ref = 'Farmers harvest apples early. Bakers sell bread late.'\n"
             "print([(p.q, p.r) for p in align(analyze('Farmers harvest bread late.', False), analyze(ref, False),"
-            " AlignConfig())])")
+            " load_config().align)])")
     got = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
     assert got == {"[(0, 0)]\n"}

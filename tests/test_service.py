@@ -6,6 +6,7 @@ the test creates `path` (tests/hooks.py, loaded in the service's scoring process
 and `<path>.held` tells the test that scoring is under way."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import socket
@@ -608,14 +609,15 @@ def test_exposed_host_needs_a_key_and_the_key_never_comes_from_the_command_line(
     assert "http.host" in err and "api_key_env" in err and "allow_public_without_key" in err
     assert main(["--set", "http.api_key=s3cret"]) == 2
     assert "`ps`" in capsys.readouterr().err
+    http = settings.load_service().http  # configs/service.yaml, with the changes below
     for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
-        assert settings.check_http(settings.HttpConfig(host=host)) == []
-    allowed = settings.check_http(settings.HttpConfig(host="0.0.0.0", allow_public_without_key=True))
+        assert settings.check_http(dataclasses.replace(http, host=host)) == []
+    allowed = settings.check_http(dataclasses.replace(http, host="0.0.0.0", allow_public_without_key=True))
     assert len(allowed) == 1 and "WITHOUT an API key" in allowed[0]
     key_file = tmp_path / "key"
     key_file.write_text("k")
     key_file.chmod(0o644)
-    loose = settings.check_http(settings.HttpConfig(host="0.0.0.0", api_key_file=str(key_file)))
+    loose = settings.check_http(dataclasses.replace(http, host="0.0.0.0", api_key_file=str(key_file)))
     assert len(loose) == 1 and "readable by other users" in loose[0]
 
 

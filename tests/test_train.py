@@ -107,7 +107,7 @@ def test_a_config_is_its_base_plus_its_changes(tmp_path):
 
 def test_bad_train_config_key_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("tagger:\n  learning_rate: 0.1\n")
+    bad.write_text(f"extends: {ROOT / 'configs/train.yaml'}\ntagger:\n  learning_rate: 0.1\n")
     with pytest.raises(ConfigError, match=r"tagger\.learning_rate: unknown key"):
         train_config.load(bad)
     proc = subprocess.run([sys.executable, "-m", "train", "--config", str(bad)], cwd=ROOT, capture_output=True,

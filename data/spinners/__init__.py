@@ -6,7 +6,7 @@ Each family module holds its config and `build(cfg, resources)`; `make_spinners`
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from data.spinners import frequency, lexicon, lm, moby, wordnet
@@ -29,11 +29,13 @@ FAMILIES = {"moby": moby, "wordnet": wordnet, "lexicon": lexicon, "frequency": f
 
 @dataclass
 class SpinnersConfig:
-    moby: moby.MobyConfig = field(default_factory=moby.MobyConfig)
-    wordnet: wordnet.WordNetConfig = field(default_factory=wordnet.WordNetConfig)
-    lexicon: lexicon.LexiconConfig = field(default_factory=lexicon.LexiconConfig)
-    frequency: frequency.FrequencyConfig = field(default_factory=frequency.FrequencyConfig)
-    lm: lm.LMConfig = field(default_factory=lm.LMConfig)
+    """The `spinners:` section of configs/data.yaml (every value set there)."""
+
+    moby: moby.MobyConfig
+    wordnet: wordnet.WordNetConfig
+    lexicon: lexicon.LexiconConfig
+    frequency: frequency.FrequencyConfig
+    lm: lm.LMConfig
 
 
 @dataclass

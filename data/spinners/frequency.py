@@ -6,7 +6,7 @@ space, not a thesaurus, so antonyms and related words slip in as they do in real
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from data.dictionaries import embedding_neighbours
 from data.spinners.core import DictionarySpinner, Table
@@ -14,17 +14,17 @@ from data.spinners.core import DictionarySpinner, Table
 
 @dataclass
 class FrequencyConfig:
-    rate: list[float] = field(default_factory=lambda: [0.05, 0.6])
-    top_k: int = 3
-    neighbours: int = 10  # nearest whole-word neighbours considered per word
-    min_similarity: float = 0.35
-    rarer: float = 0.8  # a neighbour must be at most this share as frequent as the word in the originals
-    min_count: int = 3  # words rarer than this in the originals are not looked up
-    skip_common: int = 100  # the commonest words (function words) are rewritten only through `phrases`
-    max_phrase_words: int = 3
-    protect_capitalized: bool = True
-    protect_numbers: bool = False
-    phrases: dict[str, list[str]] = field(default_factory=dict)  # function phrases and numbers
+    rate: list[float]
+    top_k: int
+    neighbours: int  # nearest whole-word neighbours considered per word
+    min_similarity: float
+    rarer: float  # a neighbour must be at most this share as frequent as the word in the originals
+    min_count: int  # words rarer than this in the originals are not looked up
+    skip_common: int  # the commonest words (function words) are rewritten only through `phrases`
+    max_phrase_words: int
+    protect_capitalized: bool
+    protect_numbers: bool
+    phrases: dict[str, list[str]]  # function phrases and numbers
 
 
 def minilm_vectors() -> tuple[list[str], object]:

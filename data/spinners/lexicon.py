@@ -2,7 +2,7 @@
 stand for ("artificial intelligence" -> "counterfeit consciousness")."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from data.dictionaries import load_tortured
 from data.spinners.core import DictionarySpinner, Table
@@ -10,13 +10,13 @@ from data.spinners.core import DictionarySpinner, Table
 
 @dataclass
 class LexiconConfig:
-    rate: list[float] = field(default_factory=lambda: [0.6, 1.0])
-    top_k: int = 3
-    max_phrase_words: int = 4
-    protect_capitalized: bool = False
-    protect_numbers: bool = True
-    include_uncertain: bool = False
-    skip_expected: list[str] = field(default_factory=list)  # artefact rows ("and" -> "associate in nursingd")
+    rate: list[float]
+    top_k: int
+    max_phrase_words: int
+    protect_capitalized: bool
+    protect_numbers: bool
+    include_uncertain: bool
+    skip_expected: list[str]  # artefact rows ("and" -> "associate in nursingd")
 
 
 def build(cfg: LexiconConfig, resources) -> DictionarySpinner:

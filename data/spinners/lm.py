@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,15 +16,15 @@ from data.text import sentences, words
 
 @dataclass
 class LMConfig:
-    rate: list[float] = field(default_factory=lambda: [0.05, 0.6])
-    neighbours: int = 20  # embedding neighbours the language model chooses among
-    min_similarity: float = 0.3
-    top_k: int = 2  # a swap picks among the k candidates the model finds likeliest
-    min_count: int = 3  # words rarer than this in the originals are not swapped
-    skip_common: int = 100  # nor the commonest words (function words)
-    protect_capitalized: bool = True
-    protect_numbers: bool = True
-    quantize: bool = True
+    rate: list[float]
+    neighbours: int  # embedding neighbours the language model chooses among
+    min_similarity: float
+    top_k: int  # a swap picks among the k candidates the model finds likeliest
+    min_count: int  # words rarer than this in the originals are not swapped
+    skip_common: int  # nor the commonest words (function words)
+    protect_capitalized: bool
+    protect_numbers: bool
+    quantize: bool
 
 
 def smollm2_vectors(lm) -> tuple[list[str], np.ndarray]:

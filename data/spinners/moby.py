@@ -2,7 +2,7 @@
 (mutual synonyms ranked by overlap), with crude suffix inflection ("set abouts")."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from data.dictionaries import Thesaurus, load_moby
 from data.spinners.core import DictionarySpinner
@@ -10,13 +10,13 @@ from data.spinners.core import DictionarySpinner
 
 @dataclass
 class MobyConfig:
-    rate: list[float] = field(default_factory=lambda: [0.05, 0.6])
-    top_k: int = 5  # a swap picks among the k best-ranked synonyms
-    rank_keep: int = 8
-    max_phrase_words: int = 3
-    protect_capitalized: bool = True
-    protect_numbers: bool = True
-    inflections: bool = True
+    rate: list[float]
+    top_k: int  # a swap picks among the k best-ranked synonyms
+    rank_keep: int
+    max_phrase_words: int
+    protect_capitalized: bool
+    protect_numbers: bool
+    inflections: bool
 
 
 def build(cfg: MobyConfig, resources) -> DictionarySpinner:

@@ -2,7 +2,7 @@
 re-inflected with the word's own ending; unlike Moby spinners it also swaps capitalised words."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from data.dictionaries import load_wordnet
 from data.spinners.core import SUFFIXES, DictionarySpinner, inflect
@@ -10,15 +10,15 @@ from data.spinners.core import SUFFIXES, DictionarySpinner, inflect
 
 @dataclass
 class WordNetConfig:
-    path: str = "/usr/share/wordnet"
-    rate: list[float] = field(default_factory=lambda: [0.05, 0.6])
-    top_k: int = 3
-    max_senses: int = 2  # lemmas of a word's most frequent senses only (SemCor counts of the word in each)
-    min_sense_count: int = 1  # senses the word was never tagged with are not used
-    skip_common: int = 60  # the commonest words of the originals (function words) are left alone
-    max_phrase_words: int = 2
-    protect_capitalized: bool = False
-    protect_numbers: bool = True
+    path: str
+    rate: list[float]
+    top_k: int
+    max_senses: int  # lemmas of a word's most frequent senses only (SemCor counts of the word in each)
+    min_sense_count: int  # senses the word was never tagged with are not used
+    skip_common: int  # the commonest words of the originals (function words) are left alone
+    max_phrase_words: int
+    protect_capitalized: bool
+    protect_numbers: bool
 
 
 class WordNetLookup:
