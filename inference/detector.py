@@ -25,6 +25,7 @@ import numpy as np
 
 from data.text import is_word, sentences, words
 from inference.prose import ProseRules, prose_mask
+from inference.record import error_record
 
 META = "unspin.json"
 SUGGESTIONS = "suggestions.json.gz"
@@ -93,12 +94,6 @@ def text_features(a: Analysis, word_threshold: float) -> list[float]:
         flagged = float(((s > 0.5) * n).sum() / n.sum())
     return [float(s.max()), float(np.sort(s)[-3:].mean()), float((s * n).sum() / n.sum()), flagged,
             math.log1p(len(s))]
-
-
-def error_record(id, message: str, threshold: float, model: dict) -> dict:
-    """The record of an input that could not be scored: present, keyed, and saying why."""
-    return {"id": id, "score": None, "label": None, "threshold": threshold, "model": model,
-            "sentences": [], "spans": [], "error": message}
 
 
 class Detector:
@@ -311,6 +306,8 @@ class Detector:
         return error_record(id, message, self.threshold, self.model_info)
 
     def record(self, id, a: Analysis, score: float) -> dict:
+        # A plain dict, not validated (the scoring path): its keys are inference.record.ScoreRecord's, which
+        # tests/test_record.py checks.
         if a.error:
             return self.error_record(id, a.error)
         return {"id": id, "score": round(float(score), 6), "label": "spun" if score >= self.threshold else "clean",

@@ -276,7 +276,7 @@ def _iter_csv(path: str, max_bytes: int) -> Iterator[Record]:
                 continue
             values = dict(zip(names, row.cells))
             if any(_bad_unicode(v) for v in values.values()):
-                yield Record(id=_clean_id(values.get("id")) or where, error="not UTF-8 text")
+                yield Record(id=clean_id(values.get("id")) or where, error="not UTF-8 text")
                 continue
             yield make_record(values, where, max_bytes)
 
@@ -377,7 +377,7 @@ class CsvRows:
 
 def make_record(row: dict, where: str | None, max_bytes: int) -> Record:
     """A Record from a JSONL object or CSV row; `where` (file:line) keys records that have no id."""
-    rid = _clean_id(row.get("id"))
+    rid = clean_id(row.get("id"))
     if rid is None:
         return Record(id=where, error="missing id")
     title = row.get("title")
@@ -404,7 +404,9 @@ def text_error(text, max_bytes: int) -> str | None:
     return None
 
 
-def _clean_id(value) -> str | None:
+def clean_id(value) -> str | None:
+    """An input's id as a string (an integer id as its digits), or None when it is no usable id (missing,
+    blank, not a string or integer); lone surrogates spelled as backslash escapes, so it can be written."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     value = str(value)

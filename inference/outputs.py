@@ -1,7 +1,8 @@
 """Writing score records as JSONL, CSV or JSONL on stdout, and resuming an output cut short.
 
-A score record is a dict: id, score (0..1), label ("spun"|"clean"), threshold, model {name, version},
-sentences [{start, end, score}], spans [{start, end, text, score, suggestion}], error (None or message).
+A score record is a dict with the fields of inference.record.ScoreRecord: id, score (0..1), label
+("spun"|"clean"), threshold, model {name, version}, sentences [{start, end, score}], spans [{start, end, text,
+score, suggestion}], error (None or message).
 
 Each record is written whole in one call and flushed, so a crash can only cut off the last record; a
 resumed writer drops that part and counts the ids of the complete records before it (`Writer.answered`).
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from typing import Self
 
 from inference.inputs import STDIN, CsvRows
+from inference.record import to_json, top_spans
 
 CSV_COLUMNS = ["id", "score", "label", "threshold", "model", "n_spans", "top_spans", "error"]
 TOP_SPANS = 5
@@ -57,15 +59,7 @@ def check_not_an_input(output: str, inputs: Iterable[str]) -> None:
 
 
 def json_line(record: dict) -> str:
-    # allow_nan=False: NaN is not JSON; failing here is better than a file other tools cannot read.
-    return json.dumps(record, ensure_ascii=False, allow_nan=False, default=_plain) + "\n"
-
-
-def _plain(value):
-    """numpy scalars and arrays (from the model) as plain Python values."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+    return to_json(record) + "\n"
 
 
 def csv_cells(record: dict) -> list[str]:
@@ -92,13 +86,6 @@ def neutralise(cell: str) -> str:
 
 def unneutralise(cell: str) -> str:
     return cell.removeprefix("'")
-
-
-def top_spans(spans: list[dict], k: int) -> str:
-    """The k highest-scored spans, "spun -> suggestion" where there is one (CSV output, report overview)."""
-    top = sorted(spans, key=lambda s: -(s.get("score") or 0))[:k]
-    return " | ".join(f"{s.get('text', '')} -> {s['suggestion']}" if s.get("suggestion") else str(s.get("text", ""))
-                      for s in top)
 
 
 def _str(value) -> str:

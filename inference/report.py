@@ -27,7 +27,7 @@ from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
 from data import config as cfglib
-from inference.outputs import top_spans
+from inference.record import plain, top_spans
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "report.yaml"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -51,9 +51,15 @@ def load_config(path: str | Path | None = None) -> ReportConfig:
 
 def _dumps(obj, **kwargs) -> str:
     # Non-ASCII text stays as it is (a report of Cyrillic news is not six times larger); numpy values as Python's.
-    text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                      default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_shown)
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _shown(value):
+    try:
+        return plain(value)
+    except TypeError:  # a page shows what it can of any other value rather than fail
+        return str(value)
 
 
 def _environment():

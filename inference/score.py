@@ -17,50 +17,13 @@ import time
 from data import cli
 from inference import settings
 from inference.batch import run_batch
-from inference.inputs import Record, text_error
 from inference.outputs import check_not_an_input
 from inference.report import Report, summary_line
+from inference.scoring import load_detector, score_batch
 
 # An argument of `run` left out: its value is the one in configs/inference.yaml, as for the command.
 # (Not None: None is a value there, "the model's own threshold" or "the precision it was calibrated at".)
 CONFIGURED = object()
-
-
-def score_batch(det, batch: list[Record]) -> list[dict]:
-    """Records for a batch, in order; a failure inside the model costs only the records it hits."""
-    good = [r for r in batch if r.error is None]
-    try:
-        scored = iter(det.score([r.text for r in good], ids=[r.id for r in good]))
-    except Exception:  # noqa: BLE001 - retry one by one so a single bad text cannot sink its batch
-        scored = iter([score_one(det, r) for r in good])
-    return [det.error_record(r.id, r.error) if r.error is not None else next(scored) for r in batch]
-
-
-def score_one(det, r: Record) -> dict:
-    try:
-        return det.score([r.text], ids=[r.id])[0]
-    except Exception as e:  # noqa: BLE001
-        return det.error_record(r.id, f"scoring failed: {type(e).__name__}: {e}")
-
-
-def score_items(det, items: list[tuple[str, object]], max_text_bytes: int) -> list[dict]:
-    """Score records for (id, text) pairs, in order; an odd text gets a record with `error` set
-    (the service's and the worker's entry point)."""
-    batch = []
-    for rid, text in items:
-        error = text_error(text, max_text_bytes)
-        batch.append(Record(id=rid, text=None if error else text, error=error))
-    return score_batch(det, batch)
-
-
-def load_detector(cfg: settings.InferenceConfig):
-    """The model of the inference section, quantized and with its threshold override as configured."""
-    from inference.detector import Detector
-
-    det = Detector.load(cfg.model, quantize=cfg.quantize)
-    if cfg.threshold is not None:
-        det.threshold = float(cfg.threshold)
-    return det
 
 
 def run(inputs: list[str], output: str, model=CONFIGURED, threshold=CONFIGURED, resume: bool = False,

@@ -53,6 +53,7 @@ from uvicorn.supervisors import Multiprocess
 
 from data import cli
 from inference import settings
+from inference.record import ModelInfo, ScoreRecord, SentenceScore, Span  # noqa: F401 (importable from here too)
 from inference.report import service_page
 from inference.scoring import InProcess, ScoringProcess
 from inference.settings import ServiceConfig
@@ -61,38 +62,7 @@ log = logging.getLogger("unspin.service")
 CONFIG_ENV, OVERRIDES_ENV = "UNSPIN_SERVICE_CONFIG", "UNSPIN_SERVICE_SET"
 
 
-# ---- the score record, as the API documents it ------------------------------------------------
-
-class ModelInfo(BaseModel):
-    name: str
-    version: str | None = Field(description="registry version, null for an unregistered model")
-
-
-class SentenceScore(BaseModel):
-    start: int = Field(description="character offset into the submitted text")
-    end: int
-    score: float = Field(description="calibrated probability that the sentence is spun")
-
-
-class Span(BaseModel):
-    start: int = Field(description="character offset into the submitted text: text[start:end]")
-    end: int
-    text: str
-    score: float
-    suggestion: str | None = Field(description="likely original wording, or null")
-
-
-class ScoreRecord(BaseModel):
-    """One record per submitted text. With `error` set, `score` and `label` are null."""
-    id: str
-    score: float | None = Field(description="calibrated probability that the text is machine-spun")
-    label: Literal["spun", "clean"] | None = Field(description="spun when score >= threshold")
-    threshold: float
-    model: ModelInfo
-    sentences: list[SentenceScore]
-    spans: list[Span]
-    error: str | None = Field(description="why the text got no score (empty, too long, binary...), or null")
-
+# ---- responses (the score record itself is defined in inference/record.py) -----------------------
 
 class BatchResponse(BaseModel):
     records: list[ScoreRecord] = Field(description="one record per item, in request order")

@@ -47,7 +47,8 @@ from redis.retry import Retry
 
 from data import cli
 from inference import settings
-from inference.inputs import _clean_id
+from inference.inputs import clean_id
+from inference.record import error_record, to_json
 from inference.scoring import Scorer, ScoringFailed, ScoringProcess
 from inference.settings import ServiceConfig, WorkerConfig
 
@@ -206,7 +207,7 @@ def _parse(message: Message, max_id_chars: int, max_bytes: int) -> Article:
     else:
         raise BadMessage(f"message has neither id and text fields nor a json field (fields: {', '.join(sorted(keys))})"
                          [:300])
-    clean = _clean_id(rid)
+    clean = clean_id(rid)
     if clean is None:
         raise BadMessage("missing id" if rid is None else f"id must be a non-empty string or integer, got {rid!r}"[:300])
     if len(clean) > max_id_chars:
@@ -418,7 +419,7 @@ class Worker:
                 self._leave_pending([a.message.message_id], str(out))
                 continue
             if a.error:  # known before scoring (undecodable text bytes)
-                out.update(score=None, label=None, sentences=[], spans=[], error=a.error)
+                out = error_record(a.id, a.error, out["threshold"], out["model"])
             answered.append((a, out))
         self._write_verdicts(answered)
 
@@ -462,7 +463,7 @@ class Worker:
         pipe = self.redis.pipeline(transaction=False)
         for a, rec in answered:
             label = rec.get("label") or ""
-            body = json.dumps(rec, ensure_ascii=False, allow_nan=False, default=_plain)
+            body = to_json(rec)
             self.write_verdict(
                 keys=[self.w.articles_stream, self.w.verdicts_stream, self.w.review_stream, self._seen_key(a.id)],
                 args=[self.w.group, a.message.message_id, a.id, body, label, "1" if label == "spun" else "0",
@@ -578,12 +579,6 @@ class Worker:
             backoff = min(backoff * 2, 5.0)
         log.info("stopping: %s", self.counts.summary())
         return self.counts
-
-
-def _plain(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def main(argv=None) -> int:

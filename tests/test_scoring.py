@@ -33,7 +33,7 @@ def config(*overrides):
 
 @pytest.fixture(scope="module")
 def detector(smoke_run):
-    from inference.score import load_detector
+    from inference.scoring import load_detector
 
     return load_detector(config().inference)  # as the scoring process loads it
 

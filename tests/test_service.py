@@ -76,7 +76,7 @@ def openapi(client):
 
 @pytest.fixture(scope="module")
 def detector(smoke_run):
-    from inference.score import load_detector
+    from inference.scoring import load_detector
 
     return load_detector(settings.load())  # as the service loads it
 

@@ -14,7 +14,7 @@ import pytest
 
 from inference import settings
 from inference import spark as spark_cmd
-from inference.score import load_detector
+from inference.scoring import load_detector
 from tests.conftest import PARAGRAPHS, ROOT
 from tests.servers import child_env
 

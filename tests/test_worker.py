@@ -19,6 +19,8 @@ import pytest
 import redis
 
 from inference import settings
+from inference.detector import Detector
+from inference.record import ScoreRecord, error_record
 from inference.scoring import InProcess
 from inference.worker import BadMessage, Message, Worker, parse_message
 from tests.conftest import PARAGRAPHS
@@ -548,6 +550,21 @@ def test_idle_consumers_with_nothing_pending_are_forgotten(r, redis_port):
     assert w.prune_consumers() == ["restarted-long-ago"]
     names_left = {c["name"] for c in r.xinfo_consumers(n["articles_stream"], GROUP)}
     assert b"holder" in names_left and b"restarted-long-ago" not in names_left
+
+
+def test_verdicts_of_texts_that_cannot_be_scored_are_the_defined_error_record(r, redis_port):
+    # texts that never reach a model (undecodable bytes are known before scoring): a Detector without one will do
+    n, det = names("odd"), Detector({"name": "unspin", "version": "7"})
+    w = make_worker(redis_port, "odd", det)
+    for fields, _, _ in ODD[:4]:
+        r.xadd(n["articles_stream"], fields)
+    assert w.run_once(block_ms=100) == 4
+    verdicts = {v["id"]: json.loads(v["record"]) for v in entries(r, n["verdicts_stream"])}
+    assert list(verdicts) == [rid for _, rid, _ in ODD[:4]]
+    for rid, rec in verdicts.items():
+        assert ScoreRecord.model_validate(rec).model_dump() == rec
+        assert rec == error_record(rid, rec["error"], det.threshold, det.model_info)
+    assert verdicts["odd-bytes"]["error"] == "not UTF-8 text"
 
 
 def test_a_batch_in_hand_is_not_claimed_however_long_it_takes(r, redis_port, detector, tmp_path):
