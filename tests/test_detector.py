@@ -93,7 +93,7 @@ def test_a_text_scores_the_same_alone_and_in_any_batch(detector, monkeypatch):
     read = detector.stats["context_texts"]
     alone = detector.score(text)
     assert detector.stats["context_texts"] == read + 1  # the language model read it too
-    assert detector.score([others[1], text, others[0]])[1] == alone
+    assert detector.score([others[1], text, others[0]], ids=["x", 0, "y"])[1] == alone
     probs = detector.tagger.word_probs([text, *others])[0]
     assert np.array_equal(probs, detector.tagger.word_probs([text])[0])
 

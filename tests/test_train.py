@@ -26,7 +26,7 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
     # hyperparameters as params, side by side in the MLflow UI
     params = run.data.params
     assert params["tagger.lr"] == "0.0002" and params["tagger.max_train_rows"] == "600"
-    assert params["context.gate"] == "[0.02, 0.98]" and "baseline.hash_bits" not in params
+    assert params["context.gate"] == "[None, 0.98]" and "baseline.hash_bits" not in params
     assert client.get_run(smoke_run["models"]["baseline"]["run_id"]).data.params["baseline.hash_bits"] == "18"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
         a.path for d in ("plots", "evaluation") for a in client.list_artifacts(run.info.run_id, d)}
@@ -147,3 +147,19 @@ def test_champion_validated_on_other_data_is_rescored_before_comparing(smoke_run
     assert not promoted and "re-scored on this run's validation data" in message and "data-a" in message
     champion = MlflowClient().get_model_version_by_alias("unspin-rescore", "champion").version
     assert str(champion) == versions["data-a"][0]
+
+
+def test_the_language_model_reads_at_most_its_share_of_each_length_band():
+    import numpy as np
+
+    from train.calibrate import gate_low
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(0, 1, 300), rng.uniform(0, 0.5, 100)])
+    levels = np.array(["article"] * 300 + ["sentence"] * 100)
+    low = gate_low(scores, levels, high=0.98, share=0.3)
+    for lv, n in (("article", 300), ("sentence", 100)):
+        read = ((scores >= low) & (scores <= 0.98) & (levels == lv)).sum()
+        assert read <= 0.3 * n
+    assert ((scores >= low) & (scores <= 0.98) & (levels == "article")).sum() == 90  # the binding band is full
+    assert gate_low(scores, levels, high=0.98, share=1.0) == 0.0  # everything may be read

@@ -80,6 +80,18 @@ def word_labels_of(row: dict, a: Analysis) -> list[np.ndarray]:
     return [np.array([gold.get(w[0], 0) for w in s.words]) for s in a.sentences]
 
 
+def gate_low(scores: np.ndarray, levels: np.ndarray, high: float, share: float) -> float:
+    """The lowest score from which the texts up to `high` are at most `share` of each level's texts: the
+    language model reads again those the tagger leans to call spun, within a fixed cost."""
+    low = 0.0
+    for lv in set(levels.tolist()):
+        mine = np.sort(scores[(levels == lv) & (scores <= high)])[::-1]
+        allowed = int(np.floor(share * (levels == lv).sum()))
+        if allowed < len(mine):
+            low = max(low, float(mine[allowed]) + 1e-9)
+    return low
+
+
 def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: ContextSection, seed: int) -> dict:
     """Fit the language-model stage: the word-level fusion on a sample of short validation texts, then the
     calibrators of the texts the tagger is unsure of (stage-one score inside the gate)."""
@@ -87,7 +99,6 @@ def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
 
     det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "max_sentences": cfg.max_sentences,
                            "quantize": cfg.quantize}
-    det.gate = tuple(cfg.gate)
     det.fusion = Linear([0.0] * 4, 0.0, [0.0] * 4, [1.0] * 4)  # placeholder while pricing
     rng = np.random.default_rng(seed)
     short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]
@@ -97,11 +108,16 @@ def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
     y = np.concatenate([lab for i in sample for lab in word_labels_of(rows[i], analyses[i])])
     det.fusion = fit_linear(X, y, seed)
     stage1 = det.calibrate_with(analyses, det.sentence_calibrator, det.text_calibrator)
-    gated = [i for i, v in enumerate(stage1) if analyses[i].sentences and cfg.gate[0] <= v <= cfg.gate[1]]
+    low, high = cfg.gate
+    if low is None:
+        low = gate_low(np.array(stage1), np.array([r["level"] for r in rows]), high, cfg.read_share)
+    det.gate = (low, high)
+    gated = [i for i, v in enumerate(stage1) if analyses[i].sentences and low <= v <= high]
     picked = [analyses[i] for i in gated]
     det.fuse(picked)
     det.context_calibrators = fit_calibrators(det, [rows[i] for i in gated], picked, seed)
     return {"context_fit_words": len(y), "context_gated_share": len(gated) / max(1, len(rows)),
+            "context_gate_low": low,
             **{f"context_fusion_{k}": c for k, c in zip(("logit", "ratio", "surprisal", "known"), det.fusion.coef)}}
 
 

@@ -72,10 +72,11 @@ class CalibrationSection:
 @dataclass
 class ContextSection:
     """The language-model signal (inference/signals.py), run on texts whose tagger-only score is inside
-    `gate`: the tagger is sure of the rest, and the model costs about ten times the tagger."""
+    `gate`: the tagger is sure of the rest, and the model costs twice the tagger per article."""
 
     enabled: bool
-    gate: list[float]
+    gate: list[float | None]  # [low, high]; low null: fitted so the model reads at most `read_share` of texts
+    read_share: float  # of each length band's validation texts, when the gate's low end is fitted
     fit_texts: int  # short validation texts the word-level fusion is fitted on
     max_alternatives: int  # alternatives priced per word
     max_sentences: int  # sentences read per text: those the tagger finds likeliest spun
