@@ -36,13 +36,19 @@ def sigmoid(x):
 
 
 @dataclass
-class Linear:
-    """Logistic calibrator over standardised features (Platt scaling with several inputs)."""
+class LogisticCalibrator:
+    """Logistic calibrator over standardised features (Platt scaling with several inputs).
+
+    unspin.json stores it as a dict of these fields (`__dict__`): renaming a field breaks saved models."""
 
     coef: list[float]
     intercept: float
     mean: list[float]
     scale: list[float]
+
+    @classmethod
+    def from_meta(cls, fields: dict | None) -> LogisticCalibrator | None:
+        return cls(**fields) if fields else None
 
     def __call__(self, X) -> np.ndarray:
         X = (np.atleast_2d(np.asarray(X, dtype=np.float64)) - self.mean) / self.scale
@@ -105,15 +111,15 @@ class Detector:
         self.word_threshold = float(meta.get("word_threshold", 0.5))
         self.max_chars = int(meta.get("max_chars", 1_000_000))
         self.prose = ProseRules(**meta.get("prose", {}))
-        self.sentence_calibrator = Linear(**meta["sentence_calibrator"]) if meta.get("sentence_calibrator") else None
-        self.text_calibrator = Linear(**meta["text_calibrator"]) if meta.get("text_calibrator") else None
+        self.sentence_calibrator = LogisticCalibrator.from_meta(meta.get("sentence_calibrator"))
+        self.text_calibrator = LogisticCalibrator.from_meta(meta.get("text_calibrator"))
         self.suggester = None
         lex = meta.get("lexicon") or {}
         self.use_lexicon(lex.get("phrases", []), lex.get("score", 0.99))
         ctx = meta.get("context") or {}
         self.gate = tuple(ctx.get("gate", (0.0, 1.0)))
-        self.fusion = Linear(**ctx["fusion"]) if ctx.get("fusion") else None
-        self.context_calibrators = tuple(Linear(**ctx[k]) if ctx.get(k) else None
+        self.fusion = LogisticCalibrator.from_meta(ctx.get("fusion"))
+        self.context_calibrators = tuple(LogisticCalibrator.from_meta(ctx.get(k))
                                          for k in ("sentence_calibrator", "text_calibrator"))
         self.use_context = True  # evaluation switches it off to measure what the signal adds
         self.stats = Counter()  # texts scored, and how many of them the language model read

@@ -5,20 +5,21 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from data.text import words
-from inference.detector import Analysis, Detector, Linear, sentence_features, text_features
+from inference.detector import Analysis, Detector, LogisticCalibrator, sentence_features, text_features
 from train.config import CalibrationSection, ContextSection
 from train.metrics import slice_metrics, word_figures, word_scores
 
 
-def fit_linear(X, y, seed: int = 0) -> Linear:
+def fit_logistic(X, y, seed: int = 0) -> LogisticCalibrator:
+    """Logistic regression on standardised `X` (calibrators and the context fusion)."""
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
     mean, scale = X.mean(0), X.std(0)
     scale[scale == 0] = 1.0
     if len(set(y.tolist())) < 2:  # degenerate (tiny smoke data): constant probability
         p = float(np.clip(y.mean() if len(y) else 0.5, 1e-3, 1 - 1e-3))
-        return Linear([0.0] * X.shape[1], float(np.log(p / (1 - p))), mean.tolist(), scale.tolist())
+        return LogisticCalibrator([0.0] * X.shape[1], float(np.log(p / (1 - p))), mean.tolist(), scale.tolist())
     clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit((X - mean) / scale, y)
-    return Linear(clf.coef_[0].tolist(), float(clf.intercept_[0]), mean.tolist(), scale.tolist())
+    return LogisticCalibrator(clf.coef_[0].tolist(), float(clf.intercept_[0]), mean.tolist(), scale.tolist())
 
 
 def sentence_labels(row: dict, a: Analysis) -> list[int]:
@@ -64,13 +65,14 @@ def per_level(rows: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
     return out
 
 
-def fit_calibrators(det: Detector, rows: list[dict], analyses: list[Analysis], seed: int) -> tuple[Linear, Linear]:
+def fit_calibrators(det: Detector, rows: list[dict], analyses: list[Analysis],
+                    seed: int) -> tuple[LogisticCalibrator, LogisticCalibrator]:
     """Sentence calibrator on the sentences' word probabilities, then text calibrator on the sentence scores."""
     X = [sentence_features(s, det.word_threshold) for a in analyses for s in a.sentences]
     y = [lab for r, a in zip(rows, analyses) for lab in sentence_labels(r, a)]
-    sentence = fit_linear(X, y, seed)
+    sentence = fit_logistic(X, y, seed)
     det.calibrate_with(analyses, sentence, None)
-    text = fit_linear([text_features(a, det.word_threshold) for a in analyses], [r["label"] for r in rows], seed)
+    text = fit_logistic([text_features(a, det.word_threshold) for a in analyses], [r["label"] for r in rows], seed)
     return sentence, text
 
 
@@ -99,14 +101,14 @@ def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
 
     det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "max_sentences": cfg.max_sentences,
                            "quantize": cfg.quantize}
-    det.fusion = Linear([0.0] * 4, 0.0, [0.0] * 4, [1.0] * 4)  # placeholder while pricing
+    det.fusion = LogisticCalibrator([0.0] * 4, 0.0, [0.0] * 4, [1.0] * 4)  # placeholder while pricing
     rng = np.random.default_rng(seed)
     short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]
     sample = sorted(rng.choice(short, min(len(short), cfg.fit_texts), replace=False).tolist())
     det.context.price([(analyses[i], analyses[i].sentences) for i in sample])
     X = np.vstack([fusion_features(s.tagger_probs, s.context) for i in sample for s in analyses[i].sentences])
     y = np.concatenate([lab for i in sample for lab in word_labels_of(rows[i], analyses[i])])
-    det.fusion = fit_linear(X, y, seed)
+    det.fusion = fit_logistic(X, y, seed)
     stage1 = det.calibrate_with(analyses, det.sentence_calibrator, det.text_calibrator)
     low, high = cfg.gate
     if low is None:
