@@ -72,7 +72,9 @@ def _norm(token: str) -> str:
 
 
 @dataclass
-class Sentence:
+class NormalisedSentence:
+    """A sentence in the form alignment compares: its normalised words, their offsets, which ones a spinner keeps."""
+
     start: int
     end: int
     prose: bool
@@ -89,7 +91,7 @@ class Sentence:
 @dataclass
 class Doc:
     text: str
-    sentences: list[Sentence]
+    sentences: list[NormalisedSentence]
 
     @property
     def prose(self) -> list[int]:
@@ -139,7 +141,7 @@ def analyze(text: str, check_prose: bool = True, is_rare: Callable[[str], bool] 
             fixed.append(is_num or is_name)
             hard.append(digits or (is_name and is_rare is not None and is_rare(n.removesuffix("'s"))))
             first, prev = False, tok
-        out.append(Sentence(s, e, prose, norms, wspans, fixed, hard))
+        out.append(NormalisedSentence(s, e, prose, norms, wspans, fixed, hard))
     return Doc(text, out)
 
 
@@ -172,7 +174,7 @@ class Pair:
     moved: bool = False  # content words taken out in one place and put back in another
 
 
-def _ops(a: Sentence, b: Sentence) -> list[tuple[str, int, int, int, int]]:
+def _ops(a: NormalisedSentence, b: NormalisedSentence) -> list[tuple[str, int, int, int, int]]:
     """Word diff of two sentences, anchored on the names and numbers they share.
 
     difflib matches the longest common block first, so in "profit of $3.36bn, up 27% from its" ->
@@ -235,7 +237,8 @@ def _small_number(w: str) -> bool:
     return w.isdigit() and int(w) <= 12
 
 
-def _hard_change(ref: Sentence, inp: Sentence, i1: int, i2: int, j1: int, j2: int, ref_all, inp_all) -> bool:
+def _hard_change(ref: NormalisedSentence, inp: NormalisedSentence, i1: int, i2: int, j1: int, j2: int,
+                 ref_all, inp_all) -> bool:
     """A number or rare name dropped from the sentence, or a number brought in: what people do, not spinners.
 
     Allowed: small numbers brought in ("five" -> "5", "year" -> "12 months"), names brought in (thesauri
@@ -248,7 +251,8 @@ def _hard_change(ref: Sentence, inp: Sentence, i1: int, i2: int, j1: int, j2: in
     return False
 
 
-def _merge_short_equals(opcodes, ref: Sentence, inp: Sentence, cfg: AlignConfig) -> list[tuple]:
+def _merge_short_equals(opcodes, ref: NormalisedSentence, inp: NormalisedSentence,
+                        cfg: AlignConfig) -> list[tuple]:
     """Absorb a one-word equal run between two edits into one replacement, where that mends an edit.
 
     Within a stretch of adjacent swaps difflib may match a stray function word across them ("move to a
@@ -276,7 +280,8 @@ def _merge_short_equals(opcodes, ref: Sentence, inp: Sentence, cfg: AlignConfig)
     return [tuple(o) for o in ops]
 
 
-def _read_ops(ref: Sentence, inp: Sentence, opcodes, ref_text: str, inp_text: str, cfg: AlignConfig):
+def _read_ops(ref: NormalisedSentence, inp: NormalisedSentence, opcodes, ref_text: str, inp_text: str,
+              cfg: AlignConfig):
     equal = substituted = reworded = 0
     edits = []
     ref_changed: dict[str, set[int]] = {}  # word -> the edits it was taken out of / put in by
@@ -319,8 +324,8 @@ def _read_ops(ref: Sentence, inp: Sentence, opcodes, ref_text: str, inp_text: st
     return equal, substituted, reworded, moved, edits
 
 
-def diff_pair(ref: Sentence, inp: Sentence, q: int, r: int, ref_text: str, inp_text: str, cfg: AlignConfig,
-              similarity: float, opcodes=None) -> Pair:
+def diff_pair(ref: NormalisedSentence, inp: NormalisedSentence, q: int, r: int, ref_text: str, inp_text: str,
+              cfg: AlignConfig, similarity: float, opcodes=None) -> Pair:
     """Read the word diff of an aligned pair (reference = original side, input = spun side)."""
     opcodes = opcodes if opcodes is not None else _ops(ref, inp)
     equal, substituted, reworded, moved, edits = _read_ops(ref, inp, opcodes, ref_text, inp_text, cfg)
