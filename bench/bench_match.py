@@ -42,7 +42,7 @@ cli.offline()
 
 import psutil
 
-from data import config as cfglib
+from data import configfile as cfglib
 from data.build import load_config as load_data_config
 from data.build import paragraphs, stable_int
 from data.spinners import Resources, make_spinners

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data import config as cfglib
+from data import configfile as cfglib
 from data.text import sentences, words
 from inference.report import Report
 

@@ -39,7 +39,7 @@ FALLBACK = [
 
 def articles(n: int, words: int) -> tuple[list[str], str]:
     """n articles of about `words` words (whole sentences), and where they came from."""
-    from data import config as cfglib
+    from data import configfile as cfglib
     from data.text import sentences
 
     try:

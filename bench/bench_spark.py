@@ -32,7 +32,7 @@ VARIANTS = {
 def bbc_articles(n: int) -> list[dict]:
     """The first `n` BBC articles of the raw corpus (the data root of configs/data.yaml)."""
     from data.build import load_config
-    from data.config import data_root
+    from data.configfile import data_root
 
     path = data_root(load_config(ROOT / "configs/data.yaml").data_root) / "news/bbc_news.jsonl"
     rows = [json.loads(line) for line in path.open()]

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data import cli
-from data import config as cfglib
+from data import configfile as cfglib
 from data.corpora import MissingCorpus, clean_text, read_jsonl, read_tsv, require, sha256
 from data.spinners import FAMILIES, Resources, SpinnersConfig, Spun, make_spinners, word_labels
 from data.text import is_word, sentences, words
@@ -32,7 +32,7 @@ def load_tables(output_dir: str) -> dict[str, dict[str, list[str]]]:
         return json.load(f)
 
 
-# Fields and types only: every value is in configs/data.yaml (data.config), so it is written once.
+# Fields and types only: every value is in configs/data.yaml (data.configfile), so it is written once.
 
 @dataclass
 class SourcesConfig:

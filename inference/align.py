@@ -147,7 +147,8 @@ def analyze(text: str, check_prose: bool = True, is_rare: Callable[[str], bool] 
 
 # --- alignment -----------------------------------------------------------------------------------
 
-# Fields and types only: every value is in the `align:` section of configs/match.yaml (data.config), so it is written once.
+# Fields and types only: every value is in the `align:` section of configs/match.yaml
+# (read by data.configfile), so it is written once.
 @dataclass
 class AlignConfig:
     pair_candidates: int  # reference sentences (most shared content words) tried per input sentence
@@ -432,7 +433,8 @@ def _fill_gaps(inp: Doc, ref: Doc, pairs: list[Pair], cfg: AlignConfig) -> list[
 
 # --- figures and relation ------------------------------------------------------------------------
 
-# Fields and types only: every value is in the `relation:` section of configs/match.yaml (data.config), so it is written once.
+# Fields and types only: every value is in the `relation:` section of configs/match.yaml
+# (read by data.configfile), so it is written once.
 @dataclass
 class RelationConfig:
     copy_coverage: float  # input prose words in copied (identical/spun) sentences: full copy

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data import cli
-from data import config as cfglib
+from data import configfile as cfglib
 from inference.align import AlignConfig, Doc, RelationConfig, align, analyze, figures, relation
 from inference.batch import run_batch
 from inference.inputs import Record, iter_records, make_record
@@ -47,7 +47,7 @@ RELATIONS = ("verbatim_copy", "spun_copy", "partial_copy", "independent", "no_ma
 _RANK = {"verbatim_copy": 0, "spun_copy": 0, "partial_copy": 1, "independent": 2, "no_match": 3}
 
 
-# Fields and types only: every value is in configs/match.yaml (data.config), so it is written once.
+# Fields and types only: every value is in configs/match.yaml (data.configfile), so it is written once.
 @dataclass
 class RetrievalConfig:
     candidates: int  # references verified (aligned) per input

@@ -54,7 +54,8 @@ from inference.inputs import ARTICLE_EXTS, STDIN
 FORMAT_VERSION = 1
 
 
-# Fields and types only: every value is in the `features:` and `index:` sections of configs/match.yaml (data.config), so it is written once.
+# Fields and types only: every value is in the `features:` and `index:` sections of configs/match.yaml
+# (read by data.configfile), so it is written once.
 @dataclass
 class FeaturesConfig:
     vocabulary: str  # words a thesaurus knows are not immutable: moby | none

@@ -26,7 +26,7 @@ from pathlib import Path
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
-from data import config as cfglib
+from data import configfile as cfglib
 from inference.record import plain, top_spans
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "report.yaml"
@@ -35,7 +35,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-# Fields and types only: every value is in configs/report.yaml (data.config), so it is written once.
+# Fields and types only: every value is in configs/report.yaml (data.configfile), so it is written once.
 @dataclass
 class ReportConfig:
     page_size: int

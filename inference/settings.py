@@ -6,7 +6,7 @@
   log level, `http:`, `worker:` and `scoring:` (the scoring process both use).
 - What only the Spark command adds, configs/spark.yaml (`load_spark`): master, partitions, Arrow batches.
 
-Read through `data.config`, so an unknown or mistyped key is an error that names it, and every value of
+Read through `data.configfile`, so an unknown or mistyped key is an error that names it, and every value of
 any file can be overridden per run (`--set quantize=true`, `--set http.port=8080`).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from data import cli
-from data import config as cfglib
+from data import configfile as cfglib
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT = CONFIGS / "inference.yaml"
@@ -28,7 +28,7 @@ SPARK_DEFAULT = CONFIGS / "spark.yaml"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-# Fields and types only: every value is in the YAML files (data.config), so it is written once.
+# Fields and types only: every value is in the YAML files (data.configfile), so it is written once.
 
 @dataclass
 class InferenceConfig:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from data import build as data_build
-from data.config import ConfigError, read_yaml
+from data.configfile import ConfigError, read_yaml
 from inference import match, report, settings
 from tests.conftest import ROOT
 from train import config as train_config

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from data import build as builder
-from data.config import ConfigError
+from data.configfile import ConfigError
 from data.corpora import MissingCorpus
 from data.spinners import FAMILIES, DictionarySpinner, Resources, apply_edits, make_spinners, word_labels
 from data.text import sentences, words

@@ -515,7 +515,7 @@ def test_opening_creates_nothing_and_rebuild_refuses_what_is_not_an_index(tmp_pa
 
 
 def test_config_rejects_unknown_keys():
-    from data.config import ConfigError
+    from data.configfile import ConfigError
 
     with pytest.raises(ConfigError, match="retrieval.candidatez"):
         match.load_config(ROOT / "configs/match.yaml", ["retrieval.candidatez=3"])

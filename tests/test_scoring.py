@@ -13,7 +13,7 @@ import textwrap
 import psutil
 import pytest
 
-from data.config import ConfigError
+from data.configfile import ConfigError
 from inference import settings
 from inference.scoring import InProcess, ScoringFailed, ScoringProcess
 from tests.conftest import PARAGRAPHS, ROOT

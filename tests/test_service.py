@@ -407,7 +407,7 @@ def test_request_timeout_gives_504(detector, tmp_path):
 
 
 def test_settings_errors_name_the_key(tmp_path):
-    from data.config import ConfigError
+    from data.configfile import ConfigError
 
     with pytest.raises(ConfigError, match=r"http\.prot"):
         _cfg("http.prot=8000")

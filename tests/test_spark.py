@@ -161,7 +161,7 @@ def test_refusals(spark, cfg, corpus, tmp_path):
 
 
 def test_settings_route_overrides_and_name_bad_values():
-    from data.config import ConfigError
+    from data.configfile import ConfigError
 
     cfg = settings.load_spark(None, ["master=local[3]", "quantize=false", "partitions=7"])
     assert (cfg.master, cfg.partitions, cfg.inference.quantize) == ("local[3]", 7, False)

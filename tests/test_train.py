@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from data.config import ConfigError
+from data.configfile import ConfigError
 from tests.conftest import ROOT, smoke_config
 from train import config as train_config
 

@@ -625,7 +625,7 @@ def test_retention_trims_every_stream_and_never_an_unanswered_message(tmp_path, 
 
 
 def test_worker_settings_errors_name_the_key():
-    from data.config import ConfigError
+    from data.configfile import ConfigError
 
     for override, key in [("worker.redis_timeout_s=0", r"worker\.redis_timeout_s"),
                           ("worker.retention.verdicts_maxlen=0", r"worker\.retention\.verdicts_maxlen"),

@@ -1,11 +1,11 @@
 """Training config (configs/train.yaml, configs/smoke.yaml); every field is logged to MLflow.
 
-Fields and types only: every value is in the YAML (data.config), so it is written once."""
+Fields and types only: every value is in the YAML (data.configfile), so it is written once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from data import config as cfglib
+from data import configfile as cfglib
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from data import build as data_build
 from data import cli
-from data.config import ConfigError
+from data.configfile import ConfigError
 from data.corpora import MissingCorpus
 from train import config as train_config
 from train.config import TargetsSection, TrainConfig

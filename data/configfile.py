@@ -1,4 +1,4 @@
-"""YAML config loading into typed dataclasses, with errors that name the bad key.
+"""The generic config-file loader: YAML (with `extends:`) into typed dataclasses, with errors that name the bad key.
 
 Every config in `configs/` is read through `load(path, Schema)`; `overrides` ("a.b=value") let a run
 change any value without editing the file. The YAML files hold every value: the dataclasses declare
