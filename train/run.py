@@ -67,11 +67,56 @@ def tables_for(det, cfg: TrainConfig, tables: dict, families: list[str], origina
         det.use_lexicon(known_phrases(tables, originals, ls.min_words, ls.max_clean_hits), ls.score)
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One model of a training call; `train` fits them in the order `jobs_for` lists them."""
+
+    name: str  # the nested MLflow run's name and the key of train()'s "models"
+    kind: str  # "baseline" or "tagger"
+    exclude: str | None = None  # a leave-one-family-out fold: the family held out of all it learns from
+    register: str | None = None  # registered model name (main models; folds are never registered)
+    max_train_rows: int | None = None  # tagger: training rows sampled (folds train on fewer)
+    max_steps: int | None = None  # tagger: stop after this many steps (folds)
+
+
+def jobs_for(cfg: TrainConfig) -> list[Job]:
+    jobs = []
+    if cfg.baseline.enabled:
+        jobs.append(Job("baseline", "baseline", register=cfg.registry.baseline_name))
+    if cfg.tagger.enabled:
+        jobs.append(Job("tagger", "tagger", register=cfg.registry.name, max_train_rows=cfg.tagger.max_train_rows))
+        if cfg.lofo.enabled:
+            jobs += [Job(f"tagger-without-{f}", "tagger", exclude=f, max_train_rows=cfg.lofo.max_train_rows,
+                         max_steps=cfg.lofo.max_steps) for f in cfg.lofo.families]
+    return jobs
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What a model may learn from: every row and dictionary but the held-out family's (all of them for a
+    main model). Built once per job, so fitting never asks again what is excluded."""
+
+    train: list[dict]  # sentence and paragraph rows
+    validation: list[dict]  # calibration rows
+    families: list[str]  # dictionaries it may use (suggestions, lexicon); logged as the detector's families
+    originals: list[str]  # clean training texts: the suggester ranks with them, the lexicon drops what they use
+
+    @classmethod
+    def without(cls, exclude: str | None, splits: dict, tables: dict) -> Selection:
+        def keep(rows):
+            return [r for r in rows if r["spinner"] != exclude]
+
+        return cls(train=keep([r for r in splits["train"] if r["level"] in ("sentence", "paragraph")]),
+                   validation=keep(splits["validation"]),
+                   families=[f for f in tables if f != exclude],
+                   originals=sorted({r["original"] for r in splits["train"] if r["spinner"] != "human"}))
+
+
 SECTIONS = {"baseline": ["baseline", "calibration"],
             "tagger": ["tagger", "calibration", "context", "suggestions", "lexicon_signal"]}
 
 
-def hyperparameters(cfg: TrainConfig, kind: str, exclude: str | None) -> dict[str, str]:
+def hyperparameters(cfg: TrainConfig, job: Job) -> dict[str, str]:
     """The config sections a model was made with, flattened ("tagger.lr"): params the MLflow UI compares."""
     def flat(prefix: str, value) -> dict:
         if isinstance(value, dict):
@@ -79,70 +124,97 @@ def hyperparameters(cfg: TrainConfig, kind: str, exclude: str | None) -> dict[st
         return {prefix: str(value)}
 
     raw = dataclasses.asdict(cfg)
-    names = SECTIONS[kind] + (["lofo"] if exclude else [])
+    names = SECTIONS[job.kind] + (["lofo"] if job.exclude else [])
     return {"seed": str(cfg.seed), **{k: v for name in names for k, v in flat(name, raw[name]).items()}}
 
 
-def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, tables: dict, exclude: str | None = None,
-            register: str | None = None) -> dict:
-    """Fit, calibrate, evaluate and log one model in the active (nested) run. `exclude`: a family held out
-    of everything the model learns from (its text, its dictionary), then scored on it."""
+def fit_baseline_job(job: Job, cfg: TrainConfig, chosen: Selection, tables: dict):
+    from train.baseline import fit_baseline
+
+    rows = chosen.train
+    return fit_baseline(cfg.baseline, [r["text"] for r in rows], [r["label"] for r in rows], cfg.seed), rows
+
+
+def fit_tagger_job(job: Job, cfg: TrainConfig, chosen: Selection, tables: dict):
+    import mlflow
+
+    from train.tagger import fit_tagger
+
+    rng = random.Random(cfg.seed)
+    rows = chosen.train
+    if job.max_train_rows and len(rows) > job.max_train_rows:
+        rows = rng.sample(rows, job.max_train_rows)
+    short_val = [r for r in chosen.validation if r["level"] != "article"]
+    det = fit_tagger(cfg.tagger, rows, rng.sample(short_val, min(len(short_val), cfg.tagger.eval_rows)),
+                     cfg.seed, log=lambda k, v, s: mlflow.log_metric(k, v, step=s), max_steps=job.max_steps)
+    tables_for(det, cfg, tables, chosen.families, chosen.originals)
+    return det, rows
+
+
+FIT = {"baseline": fit_baseline_job, "tagger": fit_tagger_job}  # kind -> (detector, the rows it trained on)
+
+
+def fit_one(job: Job, cfg: TrainConfig, splits: dict, card: dict, tables: dict) -> dict:
+    """Fit, calibrate, evaluate and log one model in the active (nested) run: a fold is judged on its
+    held-out family, a main model on the test split (and registered)."""
+    import mlflow
+
+    from train.calibrate import fit_calibration
+
+    chosen = Selection.without(job.exclude, splits, tables)
+    t0 = time.time()
+    det, train_rows = FIT[job.kind](job, cfg, chosen, tables)
+    fit_seconds = time.time() - t0
+    det.meta["train_rows"] = len(train_rows)
+    det.meta["families"] = chosen.families
+    # The language-model stage is fitted for taggers only: fit_calibration skips it for a detector without one.
+    val = fit_calibration(det, chosen.validation, cfg.calibration, cfg.seed, cfg.context)
+    mlflow.log_params({"kind": job.kind, "excluded_family": job.exclude or "none", "train_rows": len(train_rows),
+                       "dataset_hash": dataset_hash(card), **hyperparameters(cfg, job)})
+    out = {"kind": job.kind, "exclude": job.exclude, "val": val, "version": None, "promoted": False, "message": "",
+           "fit_seconds": fit_seconds, "run_id": mlflow.active_run().info.run_id}
+    if job.exclude:
+        return {**out, **judge_fold(det, job.exclude, val, fit_seconds, splits["test"], cfg)}
+    return {**out, **judge_main(job, det, val, fit_seconds, splits["test"], chosen, card, cfg)}
+
+
+def judge_fold(det, family: str, val: dict, fit_seconds: float, test: list[dict], cfg: TrainConfig) -> dict:
+    """A held-out fold is judged on its family only, which also keeps it quick."""
+    import mlflow
+
+    from train.evaluate import evaluate_families
+
+    figures = evaluate_families(det, test, [family], cfg.lofo.max_eval_texts, cfg.seed)
+    heldout = figures["full"].get(family, {})
+    ablation = figures.get("tagger_only", {}).get(family, {})
+    mlflow.log_metrics({**val, **{f"heldout.{k}": v for k, v in heldout.items()},
+                        **{f"heldout_tagger_only.{k}": v for k, v in ablation.items()}, "fit_seconds": fit_seconds})
+    return {"heldout": heldout, "heldout_tagger_only": ablation}
+
+
+def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], chosen: Selection, card: dict,
+               cfg: TrainConfig) -> dict:
+    """A main model on the test split and on each family it knows; logs tables, plots and worst examples,
+    and registers it (champion if better) when the job names a registered model."""
     import mlflow
 
     from inference.report import examples_report
-    from train.calibrate import fit_calibration, per_level
+    from train.calibrate import per_level
     from train.evaluate import evaluate, evaluate_families, format_table, plots, worst_examples
 
-    known = [f for f in tables if f != exclude]
-    keep = lambda rows: [r for r in rows if r["spinner"] != exclude]  # noqa: E731
-    train_rows = keep([r for r in splits["train"] if r["level"] in ("sentence", "paragraph")])
-    val_rows = keep(splits["validation"])
-    originals = sorted({r["original"] for r in splits["train"] if r["spinner"] != "human"})
-    rng = random.Random(cfg.seed)
-    t0 = time.time()
-    if kind == "baseline":
-        from train.baseline import fit_baseline
-
-        det = fit_baseline(cfg.baseline, [r["text"] for r in train_rows], [r["label"] for r in train_rows], cfg.seed)
-    else:
-        from train.tagger import fit_tagger
-
-        limit = cfg.lofo.max_train_rows if exclude else cfg.tagger.max_train_rows
-        if limit and len(train_rows) > limit:
-            train_rows = rng.sample(train_rows, limit)
-        short_val = [r for r in val_rows if r["level"] != "article"]
-        det = fit_tagger(cfg.tagger, train_rows, rng.sample(short_val, min(len(short_val), cfg.tagger.eval_rows)),
-                         cfg.seed, log=lambda k, v, s: mlflow.log_metric(k, v, step=s),
-                         max_steps=cfg.lofo.max_steps if exclude else None)
-        tables_for(det, cfg, tables, known, originals)
-    fit_seconds = time.time() - t0
-    det.meta["train_rows"] = len(train_rows)
-    det.meta["families"] = known
-    val = fit_calibration(det, val_rows, cfg.calibration, cfg.seed, cfg.context if kind == "tagger" else None)
-    mlflow.log_params({"kind": kind, "excluded_family": exclude or "none", "train_rows": len(train_rows),
-                       "dataset_hash": dataset_hash(card), **hyperparameters(cfg, kind, exclude)})
-    out = {"kind": kind, "exclude": exclude, "val": val, "version": None, "promoted": False, "message": "",
-           "fit_seconds": fit_seconds, "run_id": mlflow.active_run().info.run_id}
-    on_families = lambda fams: evaluate_families(det, splits["test"], fams, cfg.lofo.max_eval_texts, cfg.seed)  # noqa: E731
-    if exclude:  # a held-out fold is judged on its family only, which also keeps it quick
-        figures = on_families([exclude])
-        heldout = figures["full"].get(exclude, {})
-        ablation = figures.get("tagger_only", {}).get(exclude, {})
-        mlflow.log_metrics({**val, **{f"heldout.{k}": v for k, v in heldout.items()},
-                            **{f"heldout_tagger_only.{k}": v for k, v in ablation.items()}, "fit_seconds": fit_seconds})
-        return {**out, "heldout": heldout, "heldout_tagger_only": ablation}
-    test_rows = per_level(splits["test"], cfg.max_test_texts, cfg.seed)
+    test_rows = per_level(test, cfg.max_test_texts, cfg.seed)
     t1 = time.time()
     result = evaluate(det, test_rows)
     eval_seconds = time.time() - t1
-    figures = on_families(known)
+    test_chars = sum(len(r["text"]) for r in test_rows)
+    figures = evaluate_families(det, test, chosen.families, cfg.lofo.max_eval_texts, cfg.seed)
     families, families_tagger_only = figures["full"], figures.get("tagger_only", {})
     mlflow.log_metrics({**val, **result["metrics"], "fit_seconds": fit_seconds, "eval_seconds": eval_seconds,
-                        "eval_chars_per_second": sum(len(r["text"]) for r in test_rows) / max(1e-9, eval_seconds),
+                        "eval_chars_per_second": test_chars / max(1e-9, eval_seconds),
                         **{f"family.{f}.{k}": v for f, m in families.items() for k, v in m.items()},
                         **{f"family_tagger_only.{f}.{k}": v for f, m in families_tagger_only.items()
                            for k, v in m.items()}})
-    table_text = format_table(f"{kind}: test split (threshold {det.threshold:.3f})", result["table"])
+    table_text = format_table(f"{job.kind}: test split (threshold {det.threshold:.3f})", result["table"])
     mlflow.log_text(table_text, "evaluation/test_table.txt")
     mlflow.log_dict(result["table"], "evaluation/test_table.json")
     worst = worst_examples(result, det.threshold, cfg.worst_examples)
@@ -152,22 +224,34 @@ def fit_one(kind: str, cfg: TrainConfig, splits: dict, card: dict, tables: dict,
     with tempfile.TemporaryDirectory() as tmp:
         for p in plots(result, det.threshold, Path(tmp)):
             mlflow.log_artifact(str(p), "plots")
-    out.update(test=result["metrics"], table=result["table"], table_text=table_text, families=families,
-               families_tagger_only=families_tagger_only)
-    if register:
-        from inference.detector import Detector
-        from train.registry import log_detector, promote_if_better
-
-        mlflow.log_text(model_card(register, kind, det, val, result["metrics"], table_text, card, cfg),
-                        "model_card.md")
-        version, _ = log_detector(det, register)
-        rescore = lambda uri: fit_calibration(Detector.load(uri), val_rows, cfg.calibration, cfg.seed)  # noqa: E731
-        promoted, message = promote_if_better(register, version, cfg.registry.alias, cfg.registry.metric,
-                                              cfg.registry.tie_breaker, rescore)
-        mlflow.set_tag("champion", str(promoted))
-        print(message, flush=True)
-        out.update(version=version, promoted=promoted, message=message)
+    out = {"test": result["metrics"], "table": result["table"], "table_text": table_text, "families": families,
+           "families_tagger_only": families_tagger_only}
+    if job.register:
+        out.update(register_model(job, det, val, result["metrics"], table_text, chosen.validation, card, cfg))
     return out
+
+
+def register_model(job: Job, det, val: dict, test: dict, table_text: str, val_rows: list[dict], card: dict,
+             cfg: TrainConfig) -> dict:
+    """Log `det` as a new version of the job's registered model; it becomes champion if it beats the
+    current one (re-scored on these validation rows when it was calibrated on other data)."""
+    import mlflow
+
+    from inference.detector import Detector
+    from train.calibrate import fit_calibration
+    from train.registry import log_detector, promote_if_better
+
+    mlflow.log_text(model_card(job.register, job.kind, det, val, test, table_text, card, cfg), "model_card.md")
+    version, _ = log_detector(det, job.register)
+
+    def rescore(uri):
+        return fit_calibration(Detector.load(uri), val_rows, cfg.calibration, cfg.seed)
+
+    promoted, message = promote_if_better(job.register, version, cfg.registry.alias, cfg.registry.metric,
+                                          cfg.registry.tie_breaker, rescore)
+    mlflow.set_tag("champion", str(promoted))
+    print(message, flush=True)
+    return {"version": version, "promoted": promoted, "message": message}
 
 
 def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
@@ -182,13 +266,6 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
     splits = {s: dd[s].to_list() for s in dd}
     tables = data_build.load_tables(data_cfg.output_dir)
     mlflow.set_experiment(cfg.experiment)
-    jobs = []
-    if cfg.baseline.enabled:
-        jobs.append(("baseline", "baseline", None, cfg.registry.baseline_name))
-    if cfg.tagger.enabled:
-        jobs.append(("tagger", "tagger", None, cfg.registry.name))
-        if cfg.lofo.enabled:
-            jobs += [(f"tagger-without-{f}", "tagger", f, None) for f in cfg.lofo.families]
     results = {}
     with mlflow.start_run(run_name="train") as parent:
         mlflow.set_tag("config_path", config_path or "")
@@ -197,17 +274,17 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
         mlflow.log_dict(card, "dataset/card.json")
         mlflow.log_params({"dataset_hash": dataset_hash(card), "config": config_path or "",
                            **{f"data.rows.{s}": v["rows"] for s, v in card["counts"].items()}})
-        for run_name, kind, exclude, register in jobs:
-            print(f"== {run_name}", flush=True)
-            with mlflow.start_run(run_name=run_name, nested=True):
+        for job in jobs_for(cfg):
+            print(f"== {job.name}", flush=True)
+            with mlflow.start_run(run_name=job.name, nested=True):
                 mlflow.log_dict(dataclasses.asdict(cfg), "config/train.yaml")
-                results[run_name] = fit_one(kind, cfg, splits, card, tables, exclude, register)
-            r = results[run_name]
-            if exclude:
-                mlflow.log_metrics({f"lofo.{exclude}.{k}": v for k, v in r["heldout"].items()})
-                mlflow.log_metrics({f"lofo_tagger_only.{exclude}.{k}": v for k, v in r["heldout_tagger_only"].items()})
+                results[job.name] = r = fit_one(job, cfg, splits, card, tables)
+            if job.exclude:
+                mlflow.log_metrics({f"lofo.{job.exclude}.{k}": v for k, v in r["heldout"].items()})
+                mlflow.log_metrics({f"lofo_tagger_only.{job.exclude}.{k}": v
+                                    for k, v in r["heldout_tagger_only"].items()})
             else:
-                mlflow.log_metrics({f"{run_name}.{k}": v for k, v in r["test"].items()})
+                mlflow.log_metrics({f"{job.name}.{k}": v for k, v in r["test"].items()})
         seconds = time.time() - t0
         mlflow.log_metric("total_seconds", seconds)
         report = summary(results, cfg.targets)
