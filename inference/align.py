@@ -5,7 +5,7 @@ every change is one word or short phrase swapped for another in the same place (
 -> "best diplomat stated"). A journalist covering the same story in their own words does something
 else: words are dropped, phrases moved, numbers and names added or left out. So:
 
-1. `analyze` splits a text into sentences (data.text), marks which are prose (inference.prose) and
+1. `analyze` splits a text into sentences (data.text), marks which are prose (inference.model.prose) and
    normalises its words (lower case, number words as digits, since spinners write "five" as "5").
 2. `align` pairs each input prose sentence with its best reference sentence (shared content words
    propose; a word diff anchored on shared names and numbers decides; a sentence between two aligned
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 from data.text import WORD_RE, is_word, sentences
-from inference.prose import prose_mask
+from inference.model.prose import prose_mask
 
 NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",

@@ -61,7 +61,7 @@ class FeaturesConfig:
     vocabulary: str  # words a thesaurus knows are not immutable: moby | none
     min_rare_chars: int  # shorter unknown words are not used as rare words
     max_token_chars: int  # longer tokens (URLs, debris) are not features
-    check_prose: bool  # drop boilerplate sentences (inference.prose) before taking features
+    check_prose: bool  # drop boilerplate sentences (inference.model.prose) before taking features
     shingle_sample: int  # keep word 3-grams whose hash is 0 mod this (passage retrieval); 0: none
 
 
