@@ -29,9 +29,9 @@ from pathlib import Path
 from data import cli
 from data import configfile as cfglib
 from inference.align import AlignConfig, Doc, RelationConfig, align, analyze, figures, relation
-from inference.batch import run_batch
-from inference.inputs import Record, iter_records, make_record
-from inference.outputs import check_not_an_input
+from inference.io.batch import run_batch
+from inference.io.inputs import Record, iter_records, make_record
+from inference.io.outputs import check_not_an_input
 from inference.references import (
     FeaturesConfig,
     IndexConfig,

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.align import STOPWORDS, Doc, analyze, sentence_spans
-from inference.inputs import ARTICLE_EXTS, STDIN
+from inference.io.inputs import ARTICLE_EXTS, STDIN
 
 FORMAT_VERSION = 1
 
@@ -594,7 +594,7 @@ class ReferenceIndex:
         return self.manifest["sources"].get(key) == fingerprint
 
     def add(self, records: Iterable, progress=None, source: tuple[str, str] | None = None) -> Counter:
-        """Add Records (inference.inputs) whose id is new; returns counts: added, existing, errors:<reason>.
+        """Add Records (inference.io.inputs) whose id is new; returns counts: added, existing, errors:<reason>.
         `source` (key, fingerprint) marks the input they came from as read, once they are all stored.
         Creates the index if there is none yet; waits while another process writes to it."""
         counts: Counter = Counter()

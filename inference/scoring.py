@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 
-from inference.inputs import Record, text_error
+from inference.io.inputs import Record, text_error
 from inference.model.record import error_record
 from inference.settings import InferenceConfig, ServiceConfig
 

@@ -32,9 +32,9 @@ import uuid
 import warnings
 
 from inference import settings
-from inference.inputs import BOM, Record, jsonl_record, make_record
+from inference.io.inputs import BOM, Record, jsonl_record, make_record
+from inference.io.outputs import check_not_an_input
 from inference.model.record import spark_ddl
-from inference.outputs import check_not_an_input
 from inference.scoring import load_detector, score_batch
 
 # The score record (inference/model/record.py) as Spark types, a DDL string: "id string, score double, ...".

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import redis
 
-from inference.outputs import json_line
+from inference.io.outputs import json_line
 from tests.conftest import ROOT
 from tests.hostile import FAMILIES, make
 from tests.servers import child_env, start_redis, start_service, start_worker

@@ -2,10 +2,10 @@
 the same-story-own-words hard negative, the appendable index and the batch command."""
 import csv
 import dataclasses
-from collections import Counter
 import json
 import os
 import sqlite3
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -410,7 +410,7 @@ def test_index_heals_rows_stored_without_features_and_rejects_other_settings(tmp
 # once (a barrier, not a sleep), then opens the index (which has upkeep due) and adds its rows in small batches.
 WRITER = """
 import json, sys
-from inference.inputs import Record
+from inference.io.inputs import Record
 from inference.match import load_config
 from inference.references import ReferenceIndex
 directory, rows_file = sys.argv[1], sys.argv[2]

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from inference import settings
-from inference.inputs import Record
+from inference.io.inputs import Record
+from inference.io.outputs import json_line
 from inference.model import record
 from inference.model.detector import Analysis, Detector, Sentence
 from inference.model.record import FIELDS, ModelInfo, ScoreRecord, SentenceScore, Span, error_record
-from inference.outputs import json_line
 from inference.scoring import InProcess, score_batch
 
 TEXT = "The best diplomat spoke on Monday."

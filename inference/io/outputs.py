@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Self
 
-from inference.inputs import STDIN, CsvRows
+from inference.io.inputs import STDIN, CsvRows
 from inference.model.record import to_json, top_spans
 
 CSV_COLUMNS = ["id", "score", "label", "threshold", "model", "n_spans", "top_spans", "error"]
