@@ -4,7 +4,7 @@
 def __getattr__(name):
     # Imported lazily so `python -m inference.score --help` does not pay for torch.
     if name == "Detector":
-        from inference.detector import Detector
+        from inference.model.detector import Detector
 
         return Detector
     raise AttributeError(name)

@@ -27,7 +27,7 @@ from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
 from data import configfile as cfglib
-from inference.record import plain, top_spans
+from inference.model.record import plain, top_spans
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "report.yaml"
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -16,8 +16,8 @@ import time
 
 from data import cli
 from inference import settings
-from inference.batch import run_batch
-from inference.outputs import check_not_an_input
+from inference.io.batch import run_batch
+from inference.io.outputs import check_not_an_input
 from inference.report import Report, summary_line
 from inference.scoring import load_detector, score_batch
 
@@ -43,7 +43,7 @@ def run(inputs: list[str], output: str, model=CONFIGURED, threshold=CONFIGURED, 
 
 def score_files(det, inputs: list[str], output: str, resume: bool = False, batch_size: int | None = None,
                 max_bytes: int | None = None, progress: bool = True, report: str | None = None) -> dict:
-    """`run` with a loaded detector: one record per input record, in order (inference.batch). `batch_size` and
+    """`run` with a loaded detector: one record per input record, in order (inference.io.batch). `batch_size` and
     `max_bytes` not given are read from configs/inference.yaml."""
     if batch_size is None or max_bytes is None:
         cfg = settings.load()

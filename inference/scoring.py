@@ -25,7 +25,7 @@ version) while calls wait. Texts and records cross a pipe (pickled): negligible 
 Detector (tests, Python use). Both give the same records.
 
 Both score with `score_items`, as the batch command and Spark score with `score_batch`: the one place where
-an input's validation error or a failure inside the model becomes an error record (inference/record.py).
+an input's validation error or a failure inside the model becomes an error record (inference/model/record.py).
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ import sys
 import threading
 import time
 
-from inference.inputs import Record, text_error
-from inference.record import error_record
+from inference.io.inputs import Record, text_error
+from inference.model.record import error_record
 from inference.settings import InferenceConfig, ServiceConfig
 
 log = logging.getLogger("unspin.scoring")
@@ -86,7 +86,7 @@ def score_items(det, items: list[tuple[str, object]], max_text_bytes: int) -> li
 
 def load_detector(cfg: InferenceConfig):
     """The model of the inference section, quantized and with its threshold override as configured."""
-    from inference.detector import Detector
+    from inference.model.detector import Detector
 
     det = Detector.load(cfg.model, quantize=cfg.quantize)
     if cfg.threshold is not None:

@@ -53,7 +53,7 @@ from uvicorn.supervisors import Multiprocess
 
 from data import cli
 from inference import settings
-from inference.record import ModelInfo, ScoreRecord, SentenceScore, Span  # noqa: F401 (importable from here too)
+from inference.model.record import ModelInfo, ScoreRecord, SentenceScore, Span  # noqa: F401 (importable from here too)
 from inference.report import service_page
 from inference.scoring import InProcess, ScoringProcess
 from inference.settings import ServiceConfig
@@ -62,7 +62,7 @@ log = logging.getLogger("unspin.service")
 CONFIG_ENV, OVERRIDES_ENV = "UNSPIN_SERVICE_CONFIG", "UNSPIN_SERVICE_SET"
 
 
-# ---- responses (the score record itself is defined in inference/record.py) -----------------------
+# ---- responses (the score record itself is defined in inference/model/record.py) -----------------------
 
 class BatchResponse(BaseModel):
     records: list[ScoreRecord] = Field(description="one record per item, in request order")

@@ -32,12 +32,12 @@ import uuid
 import warnings
 
 from inference import settings
-from inference.inputs import BOM, Record, jsonl_record, make_record
-from inference.outputs import check_not_an_input
-from inference.record import spark_ddl
+from inference.io.inputs import BOM, Record, jsonl_record, make_record
+from inference.io.outputs import check_not_an_input
+from inference.model.record import spark_ddl
 from inference.scoring import load_detector, score_batch
 
-# The score record (inference/record.py) as Spark types, a DDL string: "id string, score double, ...".
+# The score record (inference/model/record.py) as Spark types, a DDL string: "id string, score double, ...".
 RECORD = spark_ddl()
 INPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 COMPRESSED = (".gz", ".bz2", ".deflate", ".xz", ".zst", ".lz4", ".snappy")  # Spark reads these transparently
@@ -165,7 +165,7 @@ def score_partition(batches, cfg: settings.InferenceConfig, archive: str, schema
 def ship_model(spark, model: str, workdir: str) -> str:
     """Fetch the model on the driver and add it to the session as an archive, which every executor gets
     unpacked (SparkFiles); returns its name there."""
-    from inference.detector import Detector
+    from inference.model.detector import Detector
 
     name = f"unspin-model-{uuid.uuid4().hex[:12]}"  # unique: a session refuses a second archive of the same name
     # uncompressed tar (weights barely compress) of the detector's directory, which Detector.load finds inside

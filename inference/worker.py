@@ -47,8 +47,8 @@ from redis.retry import Retry
 
 from data import cli
 from inference import settings
-from inference.inputs import clean_id
-from inference.record import error_record, to_json
+from inference.io.inputs import clean_id
+from inference.model.record import error_record, to_json
 from inference.scoring import Scorer, ScoringFailed, ScoringProcess
 from inference.settings import ServiceConfig, WorkerConfig
 

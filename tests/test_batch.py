@@ -1,4 +1,4 @@
-"""The batch loop (inference.batch) and its readers and writers lose nothing: one output record per input
+"""The batch loop (inference.io.batch) and its readers and writers lose nothing: one output record per input
 record, in input order, ids kept exactly, for any input, and --resume after a crash ends where an
 uninterrupted run ends. Property-based (hypothesis) over generated good and bad records, with the
 smoke-trained baseline model (cheap to score, deterministic, so outputs can be compared byte for byte)."""
@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inference import match
-from inference.inputs import CsvRows, iter_records
-from inference.outputs import FORMULA_STARTS, check_not_an_input, unneutralise
+from inference.io.inputs import CsvRows, iter_records
+from inference.io.outputs import FORMULA_STARTS, check_not_an_input, unneutralise
 from inference.score import score_files
 from tests.conftest import PARAGRAPHS
 

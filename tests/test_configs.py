@@ -122,7 +122,7 @@ def test_an_unknown_key_fails_and_the_error_names_it(name, tmp_path):
 def test_python_callers_get_the_yaml_values(tmp_path, monkeypatch):
     """What the commands read is what Python gets when it leaves a setting out."""
     from inference import score
-    from inference.references import ReferenceIndex
+    from inference.matching.index import ReferenceIndex
 
     index = ReferenceIndex(tmp_path / "idx")  # opening for reading creates nothing
     assert index.cfg == match.load_config().index and index.featurizer.cfg == match.load_config().features

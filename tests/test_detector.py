@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from inference.suggest import Suggester
+from inference.model.suggest import Suggester
 from tests.conftest import ROOT
 
 
@@ -105,7 +105,7 @@ def test_hashed_ngrams_are_stable_across_processes_and_batches(tmp_path):
 
     import numpy as np
 
-    from inference.ngrams import HashedTfidf
+    from inference.model.ngrams import HashedTfidf
 
     texts = ["The minister said talks would resume.", "Shares fell 3% on Monday.", "The minister said so."]
     f = HashedTfidf(bits=16, min_df=1).fit(texts)

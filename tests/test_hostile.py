@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import redis
 
-from inference.outputs import json_line
+from inference.io.outputs import json_line
 from tests.conftest import ROOT
 from tests.hostile import FAMILIES, make
 from tests.servers import child_env, start_redis, start_service, start_worker
@@ -104,7 +104,7 @@ def test_tagger_steps_around_the_encoder_take_every_family(smoke_run, texts):
     encoder: tokenised windows, lexicon hits, and, with every word flagged (the most spans and suggestions
     there can be), spans, suggestions and the JSON record."""
     from inference import Detector
-    from inference.tagger import encode
+    from inference.model.tagger import encode
 
     tagger = Detector.load("models:/unspin@champion")
     baseline = Detector.load(BASELINE)

@@ -1,4 +1,5 @@
-"""Batch inputs (inference.inputs), score outputs (inference.outputs) and the prose filter (inference.prose)."""
+"""Batch inputs (inference.io.inputs), score outputs (inference.io.outputs) and the prose filter
+(inference.model.prose)."""
 import csv
 import io
 import json
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from data.text import sentences
-from inference.inputs import html_to_text, iter_records
-from inference.outputs import CSV_COLUMNS, id_key, open_writer, output_format, read_answered
-from inference.prose import ProseRules, explain, prose_mask
+from inference.io.inputs import html_to_text, iter_records
+from inference.io.outputs import CSV_COLUMNS, id_key, open_writer, output_format, read_answered
+from inference.model.prose import ProseRules, explain, prose_mask
 from tests.conftest import PARAGRAPHS
 
 MAX = 2000
@@ -411,13 +412,13 @@ def test_prose_rules_can_be_overridden():
     ("Published ١٢:٣٠ GMT, 3 March 2005", "timestamp"),  # Arabic-Indic digits are digits
 ])
 def test_prose_rules_read_unicode_as_python_does(line, reason):
-    from inference.prose import line_reason
+    from inference.model.prose import line_reason
 
     assert line_reason(line) == reason
 
 
 def test_html_too_deep_to_follow_is_an_error_not_a_truncated_page(tmp_path):
-    from inference.inputs import HtmlError
+    from inference.io.inputs import HtmlError
 
     deep = "<div>" * 5000 + "lost" + "</div>" * 5000 + "<p>after</p>"
     with pytest.raises(HtmlError, match="depth"):

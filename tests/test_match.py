@@ -2,10 +2,10 @@
 the same-story-own-words hard negative, the appendable index and the batch command."""
 import csv
 import dataclasses
-from collections import Counter
 import json
 import os
 import sqlite3
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,8 +13,9 @@ import pytest
 from data.build import load_config as load_data_config
 from data.spinners import Resources, make_spinners
 from inference import match
-from inference.align import align, analyze
-from inference.references import IndexStateError, ReferenceIndex
+from inference.matching.align import align, analyze
+from inference.matching.index import ReferenceIndex
+from inference.matching.store import IndexStateError
 from tests.conftest import PARAGRAPHS, ROOT
 
 MATCH = match.load_config()  # configs/match.yaml: the settings the command runs with
@@ -410,9 +411,9 @@ def test_index_heals_rows_stored_without_features_and_rejects_other_settings(tmp
 # once (a barrier, not a sleep), then opens the index (which has upkeep due) and adds its rows in small batches.
 WRITER = """
 import json, sys
-from inference.inputs import Record
+from inference.io.inputs import Record
 from inference.match import load_config
-from inference.references import ReferenceIndex
+from inference.matching.index import ReferenceIndex
 directory, rows_file = sys.argv[1], sys.argv[2]
 rows = [json.loads(line) for line in open(rows_file)]
 print("ready", flush=True)
@@ -611,7 +612,7 @@ def test_alignment_does_not_depend_on_the_hash_seed(tmp_path):
     import subprocess
     import sys
 
-    code = ("from inference.align import align, analyze\nfrom inference.match import load_config\n"
+    code = ("from inference.matching.align import align, analyze\nfrom inference.match import load_config\n"
             "ref = 'Farmers harvest apples early. Bakers sell bread late.'\n"
             "print([(p.q, p.r) for p in align(analyze('Farmers harvest bread late.', False), analyze(ref, False),"
             " load_config().align)])")

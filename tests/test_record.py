@@ -1,4 +1,4 @@
-"""The score record is defined once (inference/record.py): every path that builds, documents or stores a record
+"""The score record is defined once (inference/model/record.py): every path that builds, documents or stores a record
 agrees with that definition. No trained model: a Detector without a scorer builds records from a hand-made
 analysis, and texts that cannot be scored never reach the model."""
 from __future__ import annotations
@@ -9,11 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from inference import record, settings
-from inference.detector import Analysis, Detector, Sentence
-from inference.inputs import Record
-from inference.outputs import json_line
-from inference.record import FIELDS, ModelInfo, ScoreRecord, SentenceScore, Span, error_record
+from inference import settings
+from inference.io.inputs import Record
+from inference.io.outputs import json_line
+from inference.model import record
+from inference.model.detector import Analysis, Detector, Sentence
+from inference.model.record import FIELDS, ModelInfo, ScoreRecord, SentenceScore, Span, error_record
 from inference.scoring import InProcess, score_batch
 
 TEXT = "The best diplomat spoke on Monday."

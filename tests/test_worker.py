@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from inference import settings
-from inference.detector import Detector
-from inference.record import ScoreRecord, error_record
+from inference.model.detector import Detector
+from inference.model.record import ScoreRecord, error_record
 from inference.scoring import InProcess
 from inference.worker import BadMessage, Message, Worker, parse_message
 from tests.conftest import PARAGRAPHS

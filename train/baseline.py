@@ -4,8 +4,8 @@ from __future__ import annotations
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from inference.detector import Detector
-from inference.ngrams import HashedTfidf
+from inference.model.detector import Detector
+from inference.model.ngrams import HashedTfidf
 from train.config import BaselineSection
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from data.text import words
-from inference.detector import Analysis, Detector, LogisticCalibrator, sentence_features, text_features
+from inference.model.detector import Analysis, Detector, LogisticCalibrator, sentence_features, text_features
 from train.config import CalibrationSection, ContextSection
 from train.metrics import slice_metrics, word_figures, word_scores
 
@@ -97,7 +97,7 @@ def gate_low(scores: np.ndarray, levels: np.ndarray, high: float, share: float) 
 def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: ContextSection, seed: int) -> dict:
     """Fit the language-model stage: the word-level fusion on a sample of short validation texts, then the
     calibrators of the texts the tagger is unsure of (stage-one score inside the gate)."""
-    from inference.signals import fusion_features
+    from inference.model.signals import fusion_features
 
     det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "max_sentences": cfg.max_sentences,
                            "quantize": cfg.quantize}

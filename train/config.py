@@ -71,7 +71,7 @@ class CalibrationSection:
 
 @dataclass
 class ContextSection:
-    """The language-model signal (inference/signals.py), run on texts whose tagger-only score is inside
+    """The language-model signal (inference/model/signals.py), run on texts whose tagger-only score is inside
     `gate`: the tagger is sure of the rest, and the model costs twice the tagger per article."""
 
     enabled: bool

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.detector import Detector
+from inference.model.detector import Detector
 from train.metrics import slice_metrics, word_figures, word_scores
 
 

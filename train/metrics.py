@@ -5,7 +5,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from data.text import words
-from inference.detector import Analysis
+from inference.model.detector import Analysis
 
 
 def word_figures(pred, gold) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from inference.detector import Detector
+from inference.model.detector import Detector
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ("Washington's best diplomat stated on Monday that overseas ministers had made good progress "
@@ -24,11 +24,16 @@ def requirements() -> list[str]:
 
 
 def code_paths(stage: Path) -> list[str]:
-    """The packages the pyfunc imports: inference/ and the data/ modules it uses (not data/build/)."""
+    """The code the pyfunc imports: the model package (inference/model/, with the package root's __init__ that
+    makes it importable) and the data/ modules it uses (not data/build/). Batch I/O, the commands, the service
+    and reference matching are not shipped."""
     (stage / "data").mkdir(parents=True)
     for name in ("__init__.py", "text.py", "dictionaries.py", "lm.py", "resources.py"):
         shutil.copy(ROOT / "data" / name, stage / "data" / name)
-    shutil.copytree(ROOT / "inference", stage / "inference", ignore=shutil.ignore_patterns("__pycache__"))
+    (stage / "inference").mkdir(parents=True)
+    shutil.copy(ROOT / "inference" / "__init__.py", stage / "inference" / "__init__.py")
+    shutil.copytree(ROOT / "inference" / "model", stage / "inference" / "model",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return [str(stage / "data"), str(stage / "inference")]
 
 
@@ -46,7 +51,7 @@ def log_detector(det: Detector, name: str) -> tuple[str, object]:
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
-    from inference.pyfunc import UnspinModel
+    from inference.model.pyfunc import UnspinModel
 
     client = MlflowClient()
     version = next_version(client, name)

@@ -237,7 +237,7 @@ def register_model(job: Job, det, val: dict, test: dict, table_text: str, val_ro
     current one (re-scored on these validation rows when it was calibrated on other data)."""
     import mlflow
 
-    from inference.detector import Detector
+    from inference.model.detector import Detector
     from train.calibrate import fit_calibration
     from train.registry import log_detector, promote_if_better
 

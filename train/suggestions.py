@@ -1,4 +1,4 @@
-"""Tables shipped with a detector: suggestions (inference/suggest.py) and known tortured phrases.
+"""Tables shipped with a detector: suggestions (inference/model/suggest.py) and known tortured phrases.
 
 Both come from the families' swap tables the dataset build wrote (`data.build.load_tables`), and only
 from the families a model may know: a leave-one-family-out model never sees its held-out family's.
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 from data.text import is_word, words
-from inference.suggest import Suggester
+from inference.model.suggest import Suggester
 
 LEXICON = "lexicon"
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import numpy as np
 
 from data.text import words
-from inference.detector import Detector
-from inference.tagger import Tagger, default_base_model, encode, first_subtoken_labels
+from inference.model.detector import Detector
+from inference.model.tagger import Tagger, default_base_model, encode, first_subtoken_labels
 from train.config import TaggerSection
 from train.metrics import word_figures
 

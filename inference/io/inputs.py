@@ -142,7 +142,7 @@ def html_to_text(html: str) -> tuple[str, str | None]:
     """(text, title): visible text as blank-line-separated blocks with white space collapsed inside.
 
     Parsed by libxml2 (lxml), which takes linear time on any page, and read in one pass. Navigation,
-    footers etc. are kept (inference.prose decides what is prose); blocks are never merged. An unclosed
+    footers etc. are kept (inference.model.prose decides what is prose); blocks are never merged. An unclosed
     <title> runs to the end of the page in HTML, as in a browser; its markup is then read as the page.
     Raises HtmlError for a page nested deeper than libxml2 follows (2048 elements), rather than lose
     what comes after that point.

@@ -6,7 +6,7 @@ import mlflow.pyfunc
 
 class UnspinModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from inference.detector import Detector
+        from inference.model.detector import Detector
 
         self.detector = Detector.from_dir(context.artifacts["detector"])
 

@@ -1,6 +1,6 @@
 """Writing score records as JSONL, CSV or JSONL on stdout, and resuming an output cut short.
 
-A score record is a dict with the fields of inference.record.ScoreRecord: id, score (0..1), label
+A score record is a dict with the fields of inference.model.record.ScoreRecord: id, score (0..1), label
 ("spun"|"clean"), threshold, model {name, version}, sentences [{start, end, score}], spans [{start, end, text,
 score, suggestion}], error (None or message).
 
@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Self
 
-from inference.inputs import STDIN, CsvRows
-from inference.record import to_json, top_spans
+from inference.io.inputs import STDIN, CsvRows
+from inference.model.record import to_json, top_spans
 
 CSV_COLUMNS = ["id", "score", "label", "threshold", "model", "n_spans", "top_spans", "error"]
 TOP_SPANS = 5

@@ -15,8 +15,8 @@ import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 
-from inference.inputs import Record, iter_records
-from inference.outputs import id_key, open_writer
+from inference.io.inputs import Record, iter_records
+from inference.io.outputs import id_key, open_writer
 
 Process = Callable[[Iterable[Record]], Iterable[dict]]
 

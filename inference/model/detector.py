@@ -8,7 +8,7 @@ Scoring a batch:
   3. sentence score = calibrated function of its word probabilities;
   4. text score = calibrated function of its sentence scores;
   5. texts the tagger is unsure of (score inside the `context` gate) are read again by a small language
-     model (`inference/signals.py`): each word's probability is fused with how much likelier a known
+     model (`inference/model/signals.py`): each word's probability is fused with how much likelier a known
      alternative would have been in its place, and the text is scored again with calibrators fitted for
      that; label by the shipped threshold.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from data.text import is_word, sentences, words
-from inference.prose import ProseRules, prose_mask
-from inference.record import error_record
+from inference.model.prose import ProseRules, prose_mask
+from inference.model.record import error_record
 
 META = "unspin.json"
 SUGGESTIONS = "suggestions.json.gz"
@@ -64,7 +64,7 @@ class Sentence:
     tagger_probs: np.ndarray | None = None  # the same before the context signal changed them
     raw: float | None = None  # baseline's sentence probability
     score: float = 0.0
-    context: np.ndarray | None = None  # per word: language-model features (inference/signals.py)
+    context: np.ndarray | None = None  # per word: language-model features (inference/model/signals.py)
     preferred: dict[int, str] | None = None  # word index -> the alternative the language model prefers
 
 
@@ -131,7 +131,7 @@ class Detector:
         if not ctx or self.suggester is None or self.fusion is None or not self.use_context:
             return None
         if getattr(self, "_context", None) is None:
-            from inference.signals import ContextSignal
+            from inference.model.signals import ContextSignal
 
             self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], ctx["quantize"])
         return self._context
@@ -171,7 +171,7 @@ class Detector:
         meta = json.loads((path / META).read_text())
         tagger = baseline = None
         if meta["kind"] == "tagger":
-            from inference.tagger import Tagger
+            from inference.model.tagger import Tagger
 
             kw = dict(meta.get("tagger", {}))
             if quantize is not None:
@@ -184,7 +184,7 @@ class Detector:
         det = cls(meta, tagger, baseline)
         det.source = path
         if (path / SUGGESTIONS).exists():
-            from inference.suggest import Suggester
+            from inference.model.suggest import Suggester
 
             det.suggester = Suggester.load(path / SUGGESTIONS)
         if det.context is not None:
@@ -288,7 +288,7 @@ class Detector:
     def fuse(self, analyses: list[Analysis]) -> None:
         """Word probabilities from the tagger's and the language model's evidence together, in the sentences
         the tagger finds likeliest to be spun (at most `context.max_sentences` a text: the model's cost)."""
-        from inference.signals import fusion_features
+        from inference.model.signals import fusion_features
 
         chosen = [(a, sorted(a.sentences, key=lambda s: -s.score)[: self.meta["context"]["max_sentences"]])
                   for a in analyses]
@@ -312,7 +312,7 @@ class Detector:
         return error_record(id, message, self.threshold, self.model_info)
 
     def record(self, id, a: Analysis, score: float) -> dict:
-        # A plain dict, not validated (the scoring path): its keys are inference.record.ScoreRecord's, which
+        # A plain dict, not validated (the scoring path): its keys are inference.model.record.ScoreRecord's, which
         # tests/test_record.py checks.
         if a.error:
             return self.error_record(id, a.error)

@@ -1,25 +1,7 @@
-"""The persisted, appendable index of known originals behind `inference.match`.
+"""The persisted, appendable index of known originals behind `inference.match`: opening, adding, healing
+and searching (features: inference.matching.features; files and segments: inference.matching.store;
+featurising in worker processes: inference.matching.indexing).
 
-Retrieval has to survive 20-60% of an article's words being swapped, so it does not rest on word
-shingles. It indexes each reference's **immutables**: what a spinner's dictionary cannot touch.
-- numbers ("76%", "$1.13bn", "five" read as "5", since spinners write number words as digits);
-- names: capitalised words in mid-sentence and acronyms (spinners leave them alone);
-- rare words: words a thesaurus does not list (`vocabulary: moby`: not a Moby headword, nor one after
-  the crude suffix stripping spinners do), e.g. "broadband", "TimeWarner", "search-engine".
-Candidates are ranked by IDF-weighted cosine over immutables (an inverted index, numpy scoring), then
-re-ranked with the Jaccard similarity of their whole word sets (sorted word hashes per reference),
-which puts the exact original ahead of other rewrites of the same story with the same immutables.
-Passages of the input (a few sentences each) are searched on their own as well, by immutables and
-by a 1-in-8 sample of word 3-grams: that finds the source of a partial copy, whose copied paragraphs
-are outweighed by the rest of the text.
-
-On disk (`index_dir`):
-- `refs.sqlite`: every reference's id, title, text and sentence spans (with prose flags), rows
-  numbered in insertion order (the text is what inputs are aligned against);
-- `segments/*.npz`: features of a batch of references (immutables as strings, word hashes, sampled
-  3-gram hashes), one per `add`, merged when there are more than `max_segments`;
-- `manifest.json`: the segment list, how far rows are indexed, the feature settings (a different
-  setting is an error, not a silently mixed index), and fingerprints of the reference inputs already read.
 Adding references appends rows and one segment; existing references are never re-read or re-tokenised
 (opening the index rebuilds the in-memory postings from the segments' integer arrays: about a second
 for 100,000 references). Every write (creating, adding, healing, merging) holds the writer lock
@@ -35,36 +17,36 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import tempfile
-import zlib
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from functools import lru_cache
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from inference.align import STOPWORDS, Doc, analyze, sentence_spans
-from inference.inputs import ARTICLE_EXTS, STDIN
+from inference.io.inputs import ARTICLE_EXTS, STDIN
+from inference.matching.features import FeaturesConfig, Featurizer, QueryFeatures, unpack_spans
+from inference.matching.indexing import featurized
+from inference.matching.store import (
+    FORMAT_VERSION,
+    SCHEMA,
+    TMP_SUFFIX,
+    IndexStateError,
+    Segment,
+    SegmentBuilder,
+    atomic_write,
+    empty_manifest,
+    foreign_entries,
+    indptr,
+    is_index,
+)
 
-FORMAT_VERSION = 1
 
-
-# Fields and types only: every value is in the `features:` and `index:` sections of configs/match.yaml
+# Fields and types only: every value is in the `index:` section of configs/match.yaml
 # (read by data.configfile), so it is written once.
-@dataclass
-class FeaturesConfig:
-    vocabulary: str  # words a thesaurus knows are not immutable: moby | none
-    min_rare_chars: int  # shorter unknown words are not used as rare words
-    max_token_chars: int  # longer tokens (URLs, debris) are not features
-    check_prose: bool  # drop boilerplate sentences (inference.prose) before taking features
-    shingle_sample: int  # keep word 3-grams whose hash is 0 mod this (passage retrieval); 0: none
-
-
 @dataclass
 class IndexConfig:
     segment_docs: int  # references per segment file
@@ -75,260 +57,6 @@ class IndexConfig:
     min_common_df: int  # ... unless in at most this many (small indexes gather everything)
 
 
-# --- features ------------------------------------------------------------------------------------
-
-@lru_cache(maxsize=4)
-def load_vocabulary(name: str) -> frozenset[str]:
-    if name == "none":
-        return frozenset()
-    if name != "moby":
-        raise ValueError(f"features.vocabulary: unknown vocabulary {name!r} (moby or none)")
-    from data.dictionaries import moby_path
-
-    heads = set()
-    with open(moby_path(), encoding="utf-8", errors="replace") as f:
-        for line in f:
-            head = line.split(",", 1)[0].strip().lower()
-            if head:
-                heads.add(head)
-    return frozenset(heads)
-
-
-def _swappable(word: str, vocab: frozenset[str]) -> bool:
-    """Whether a thesaurus spinner could look `word` up (as written or after crude suffix stripping)."""
-    from data.dictionaries import SUFFIXES
-
-    if word in vocab:
-        return True
-    for suffix, ending in SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and word[: -len(suffix)] + ending in vocab:
-            return True
-    return False
-
-
-def _feature_form(n: str) -> str:
-    return n.removesuffix("'s")
-
-
-def word_hash(words: Iterable[str]) -> np.ndarray:
-    return np.unique(np.fromiter((zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words), dtype=np.uint32))
-
-
-class Featurizer:
-    def __init__(self, cfg: FeaturesConfig):
-        self.cfg = cfg
-        self.vocab = load_vocabulary(cfg.vocabulary)
-        self._swap_cache: dict[str, bool] = {}
-
-    def fingerprint(self) -> dict:
-        v = hashlib.sha256("\n".join(sorted(self.vocab)).encode()).hexdigest()[:16]
-        return {**asdict(self.cfg), "vocabulary_sha": v, "format": FORMAT_VERSION}
-
-    def is_rare(self, n: str) -> bool:
-        if len(n) < self.cfg.min_rare_chars or n in STOPWORDS or not n.replace("-", "").replace("'", "").isalpha():
-            return False
-        if not self.vocab:
-            return False
-        hit = self._swap_cache.get(n)
-        if hit is None:
-            hit = self._swap_cache[n] = not _swappable(n, self.vocab)
-        return hit
-
-    def features(self, doc: Doc) -> tuple[set[str], np.ndarray]:
-        """(immutable tokens, sorted hashes of all content words) of the prose of `doc`."""
-        imm, content = set(), set()
-        for k in doc.prose:
-            s = doc.sentences[k]
-            for n, fixed in zip(s.norms, s.fixed):
-                if len(n) > self.cfg.max_token_chars:
-                    continue
-                if n not in STOPWORDS:
-                    content.add(n)
-                if fixed or self.is_rare(n):
-                    imm.add(_feature_form(n))
-        return imm, word_hash(content)
-
-    def shingles(self, doc: Doc) -> np.ndarray:
-        """Sorted hashes of a sample (1 in shingle_sample) of the word 3-grams of the prose of `doc`:
-        a copied passage keeps all of its 3-grams, however few names and numbers it has."""
-        mod = self.cfg.shingle_sample
-        if mod <= 0:
-            return np.zeros(0, np.uint32)
-        out = []
-        for k in doc.prose:
-            w = doc.sentences[k].norms
-            for i in range(len(w) - 2):
-                h = zlib.crc32(f"{w[i]} {w[i + 1]} {w[i + 2]}".encode("utf-8", "surrogatepass"))
-                if h % mod == 0:
-                    out.append(h)
-        return np.unique(np.asarray(out, dtype=np.uint32))
-
-    def query_features(self, doc: Doc, chunk_words: int = 60) -> QueryFeatures:
-        """Features of an input: whole text, and passages of consecutive prose sentences of about
-        `chunk_words` words each (overlapping by a sentence, so a copied paragraph is not cut in two)."""
-        imm, words = self.features(doc)
-        chunks, sents = [], doc.prose
-        k = 0
-        while k < len(sents):
-            j, n = k, 0
-            while j < len(sents) and n < chunk_words:
-                n += doc.sentences[sents[j]].n
-                j += 1
-            part = Doc(doc.text, [doc.sentences[i] for i in sents[k:j]])
-            chunks.append((*self.features(part), self.shingles(part)))
-            if j >= len(sents):
-                break
-            k = max(k + 1, j - 1)
-        return QueryFeatures(imm, words, chunks)
-
-    def index_features(self, text: str) -> tuple[list[str], np.ndarray, bytes, np.ndarray]:
-        """(sorted immutables, word hashes, sentence spans to store, shingles) of a reference."""
-        spans = sentence_spans(text, self.cfg.check_prose)
-        doc = analyze(text, spans=spans)
-        imm, words = self.features(doc)
-        return sorted(imm), words, pack_spans(spans), self.shingles(doc)
-
-
-def pack_spans(spans: list[tuple[int, int, bool]]) -> bytes:
-    return np.asarray(spans, dtype=np.int32).reshape(-1, 3).tobytes()
-
-
-def unpack_spans(blob: bytes | None) -> list[tuple[int, int, bool]] | None:
-    if blob is None:
-        return None
-    return [(s, e, bool(p)) for s, e, p in np.frombuffer(blob, dtype=np.int32).reshape(-1, 3).tolist()]
-
-
-_WORKER: Featurizer | None = None
-
-
-def _init_worker(cfg: FeaturesConfig):
-    global _WORKER
-    _WORKER = Featurizer(cfg)
-
-
-def _featurize_with(f: Featurizer, texts: list[str]) -> list[tuple]:
-    return [f.index_features(t) for t in texts]
-
-
-def _featurize_chunk(texts: list[str]) -> list[tuple]:
-    return _featurize_with(_WORKER, texts)
-
-
-# --- segments ------------------------------------------------------------------------------------
-
-@dataclass
-class Segment:
-    rows: np.ndarray        # int64 sqlite row numbers
-    imm_indptr: np.ndarray  # int64, len(rows)+1
-    imm: np.ndarray         # int32 ids into `vocab`
-    vocab: list[str]
-    w_indptr: np.ndarray    # int64
-    words: np.ndarray       # uint32 sorted per reference
-    s_indptr: np.ndarray    # int64
-    shingles: np.ndarray    # uint32 sorted per reference
-
-    @classmethod
-    def empty(cls) -> Segment:
-        return SegmentBuilder().build()
-
-    def save(self, path: Path):
-        blob = np.frombuffer("\n".join(self.vocab).encode("utf-8", "surrogatepass"), dtype=np.uint8)
-        atomic_write(path, lambda f: np.savez(
-            f, rows=self.rows, imm_indptr=self.imm_indptr, imm=self.imm, vocab=blob, n_vocab=np.array([len(self.vocab)]),
-            w_indptr=self.w_indptr, words=self.words, s_indptr=self.s_indptr, shingles=self.shingles))
-
-    @classmethod
-    def load(cls, path: Path) -> Segment:
-        with np.load(path, allow_pickle=False) as z:
-            n = int(z["n_vocab"][0])
-            vocab = z["vocab"].tobytes().decode("utf-8", "surrogatepass").split("\n") if n else []
-            return cls(z["rows"], z["imm_indptr"], z["imm"], vocab, z["w_indptr"], z["words"], z["s_indptr"],
-                       z["shingles"])
-
-    @classmethod
-    def merge(cls, segs: list[Segment]) -> Segment:
-        vocab: dict[str, int] = {}
-        imms = []
-        for s in segs:
-            remap = np.array([vocab.setdefault(t, len(vocab)) for t in s.vocab], dtype=np.int32)
-            imms.append(remap[s.imm] if len(s.imm) else s.imm)
-        return cls(np.concatenate([s.rows for s in segs]), _cat_indptr([s.imm_indptr for s in segs]),
-                   np.concatenate(imms).astype(np.int32), list(vocab), _cat_indptr([s.w_indptr for s in segs]),
-                   np.concatenate([s.words for s in segs]), _cat_indptr([s.s_indptr for s in segs]),
-                   np.concatenate([s.shingles for s in segs]))
-
-
-class SegmentBuilder:
-    """Collects references' features compactly (token ids, not strings) until they make a segment."""
-
-    def __init__(self):
-        self.rows: list[int] = []
-        self.vocab: dict[str, int] = {}
-        self.imm: list[np.ndarray] = []
-        self.words: list[np.ndarray] = []
-        self.shingles: list[np.ndarray] = []
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def add(self, row: int, toks: list[str], words: np.ndarray, shingles: np.ndarray):
-        v = self.vocab
-        self.rows.append(row)
-        self.imm.append(np.fromiter((v.setdefault(t, len(v)) for t in toks), dtype=np.int32, count=len(toks)))
-        self.words.append(words.astype(np.uint32, copy=False))
-        self.shingles.append(shingles.astype(np.uint32, copy=False))
-
-    def build(self) -> Segment:
-        return Segment(np.asarray(self.rows, dtype=np.int64), _indptr([len(x) for x in self.imm]),
-                       np.concatenate(self.imm) if self.imm else np.zeros(0, np.int32), list(self.vocab),
-                       _indptr([len(w) for w in self.words]),
-                       np.concatenate(self.words) if self.words else np.zeros(0, np.uint32),
-                       _indptr([len(x) for x in self.shingles]),
-                       np.concatenate(self.shingles) if self.shingles else np.zeros(0, np.uint32))
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write `path` via `write(binary file)` into a temporary file of its own (unique: two writers never share
-    one) that is synced, then renamed over it (and the rename synced): a crash leaves the old file or the new
-    one, never a torn or empty one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _sync_dir(path.parent)
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _indptr(lengths: list[int]) -> np.ndarray:
-    out = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out[1:])
-    return out
-
-
-def _cat_indptr(parts: list[np.ndarray]) -> np.ndarray:
-    out, base = [np.zeros(1, np.int64)], 0
-    for p in parts:
-        out.append(p[1:] + base)
-        base += int(p[-1])
-    return np.concatenate(out)
-
-
-# --- the index -----------------------------------------------------------------------------------
-
 @dataclass
 class Candidate:
     row: int          # position in the index
@@ -336,60 +64,6 @@ class Candidate:
     words: float      # Jaccard of content-word sets
     containment: float  # share of the input's content words found in the reference
     passage: float | None = None  # found by a passage of the input: its best passage score
-
-
-@dataclass
-class QueryFeatures:
-    imm: set[str]
-    words: np.ndarray
-    chunks: list[tuple[set[str], np.ndarray, np.ndarray]]  # (immutables, word hashes, shingles) of passages
-
-
-class IndexStateError(RuntimeError):
-    pass
-
-
-INDEX_FILES = frozenset({"manifest.json", "refs.sqlite", "refs.sqlite-wal", "refs.sqlite-shm", "segments", ".lock"})
-TMP_SUFFIX = ".tmp"
-SCHEMA = ("CREATE TABLE IF NOT EXISTS refs (num INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
-          "title TEXT, text TEXT NOT NULL, spans BLOB)")
-
-
-def _empty_manifest() -> dict:
-    return {"version": FORMAT_VERSION, "segments": [], "indexed_upto": 0, "next_segment": 1, "sources": {},
-            "features": None}
-
-
-def is_index(directory: str | Path) -> bool:
-    """Whether `directory` holds an unspin reference index: its manifest, or the database of one that an
-    older version created and never added to (not just any manifest.json)."""
-    directory = Path(directory)
-    try:
-        m = json.loads((directory / "manifest.json").read_text())
-        return isinstance(m, dict) and {"version", "segments", "indexed_upto", "sources"} <= set(m)
-    except (OSError, ValueError):
-        return (directory / "refs.sqlite").is_file()
-
-
-def _foreign(directory: Path) -> list[str]:
-    """Entries of `directory` that are not an index's own (nor its temporary files)."""
-    return sorted(p.name for p in directory.iterdir() if p.name not in INDEX_FILES and not p.name.endswith(TMP_SUFFIX))
-
-
-def remove_index(directory: str | Path) -> None:
-    """Delete the index in `directory` (--rebuild): its own files only, and nothing at all in a directory
-    that is not an unspin reference index."""
-    directory = Path(directory)
-    if not directory.exists():
-        return
-    if not directory.is_dir() or (not is_index(directory) and _foreign(directory)):
-        raise IndexStateError(f"{directory} is not an unspin reference index (no manifest.json or refs.sqlite of "
-                              f"one): not deleting anything in it; check --index")
-    for p in directory.iterdir():
-        if p.name in INDEX_FILES or p.name.endswith(TMP_SUFFIX):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    if not any(directory.iterdir()):
-        directory.rmdir()
 
 
 class ReferenceIndex:
@@ -406,14 +80,14 @@ class ReferenceIndex:
                  cfg: IndexConfig | None = None):
         self.dir = Path(directory)
         if features is None or cfg is None:  # what is not given comes from configs/match.yaml
-            from inference.match import load_config  # (imported here: inference.match imports this module)
+            from inference.matching.matcher import load_config  # (imported here: the matcher imports this module)
             default = load_config()
             features, cfg = features or default.features, cfg or default.index
         self.cfg = cfg
         self.featurizer = Featurizer(features)
         self.db: sqlite3.Connection | None = None
-        self.manifest = {**_empty_manifest(), "features": self.featurizer.fingerprint()}
-        self._on_disk, self._ids = _empty_manifest(), None
+        self.manifest = {**empty_manifest(), "features": self.featurizer.fingerprint()}
+        self._on_disk, self._ids = empty_manifest(), None
         self._set_segments([])
         if not is_index(self.dir):
             return
@@ -436,7 +110,7 @@ class ReferenceIndex:
         anything else: a mistyped path must not turn someone's directory into an index."""
         if self.dir.exists() and not self.dir.is_dir():
             raise IndexStateError(f"{self.dir} is not a directory: cannot create a reference index there")
-        if self.dir.is_dir() and not is_index(self.dir) and (foreign := _foreign(self.dir)):
+        if self.dir.is_dir() and not is_index(self.dir) and (foreign := foreign_entries(self.dir)):
             raise IndexStateError(f"{self.dir} is not an unspin reference index and not empty ({', '.join(foreign[:3])}"
                                   f"{'...' if len(foreign) > 3 else ''}): not creating one in it; check --index")
         (self.dir / "segments").mkdir(parents=True, exist_ok=True)
@@ -512,7 +186,7 @@ class ReferenceIndex:
     def _read_manifest(self) -> dict:
         path = self.dir / "manifest.json"
         if not path.exists():
-            return _empty_manifest()
+            return empty_manifest()
         try:
             m = json.loads(path.read_text())
         except ValueError as e:
@@ -566,7 +240,7 @@ class ReferenceIndex:
         order = np.argsort(seg.imm, kind="stable")
         self.post_rows = doc_of[order]
         counts = np.bincount(seg.imm, minlength=v) if v else np.zeros(0, np.int64)
-        self.post_indptr = _indptr(counts.tolist()) if v else np.zeros(1, np.int64)
+        self.post_indptr = indptr(counts.tolist()) if v else np.zeros(1, np.int64)
         self.idf = np.log1p(n / np.maximum(counts, 1)) if v else np.zeros(0)
         self.idf_max = float(np.log1p(max(n, 1)))
         self.max_postings = max(self.cfg.min_common_df, int(self.cfg.common_share * n))
@@ -594,7 +268,7 @@ class ReferenceIndex:
         return self.manifest["sources"].get(key) == fingerprint
 
     def add(self, records: Iterable, progress=None, source: tuple[str, str] | None = None) -> Counter:
-        """Add Records (inference.inputs) whose id is new; returns counts: added, existing, errors:<reason>.
+        """Add Records (inference.io.inputs) whose id is new; returns counts: added, existing, errors:<reason>.
         `source` (key, fingerprint) marks the input they came from as read, once they are all stored.
         Creates the index if there is none yet; waits while another process writes to it."""
         counts: Counter = Counter()
@@ -615,14 +289,8 @@ class ReferenceIndex:
 
     def _add(self, records, progress, counts: Counter) -> Counter:
         known = self.ids()
-        pool = None
         workers = self.cfg.workers or os.cpu_count() or 1
-        if workers > 1:
-            import multiprocessing as mp
-
-            pool = mp.get_context("fork").Pool(workers, _init_worker, (self.featurizer.cfg,))
         builder = SegmentBuilder()
-        pending: deque = deque()  # (records, features or an AsyncResult), in input order
 
         def store(batch, feats):
             nonlocal builder
@@ -640,24 +308,12 @@ class ReferenceIndex:
                 builder = SegmentBuilder()
 
         try:
-            # Workers featurise chunks while this process reads input and stores results; at most
-            # 2 x workers chunks are in flight, so memory stays bounded whatever the input size.
-            for batch in _batches(self._new(records, known, counts), self.cfg.chunk_docs):
-                texts = [r.text for r in batch]
-                if pool is None:
-                    store(batch, _featurize_with(self.featurizer, texts))
-                    continue
-                pending.append((batch, pool.apply_async(_featurize_chunk, (texts,))))
-                while len(pending) > 2 * workers:
-                    done_batch, res = pending.popleft()
-                    store(done_batch, res.get())
-            while pending:
-                done_batch, res = pending.popleft()
-                store(done_batch, res.get())
+            # closing: whatever happens, the worker processes are closed and joined before the segment is written
+            with closing(featurized(self._new(records, known, counts), self.featurizer, self.cfg.chunk_docs,
+                                    workers)) as done:
+                for batch, feats in done:
+                    store(batch, feats)
         finally:
-            if pool is not None:
-                pool.close()
-                pool.join()
             if len(builder):
                 self._append_segment(builder, rebuild=False)
             self._set_segments(self.segments if len(self.segments) <= self.cfg.max_segments
@@ -821,16 +477,6 @@ class ReferenceIndex:
             self.db.close()
 
 
-def _batches(it: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for x in it:
-        batch.append(x)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
 
 def fingerprint_input(path: str, max_bytes: int) -> str | None:
     """A cheap fingerprint (names, sizes, mtimes of the files `iter_records` reads, and `max_bytes`, which
@@ -851,3 +497,4 @@ def fingerprint_input(path: str, max_bytes: int) -> str | None:
         st = os.stat(path)
         h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
     return h.hexdigest()
+
