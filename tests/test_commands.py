@@ -103,9 +103,8 @@ def test_killed_run_resumes_to_exactly_the_output_of_a_whole_run(smoke_run, tmp_
         try:
             proc.stdin.write("".join(lines[:5]))
             proc.stdin.flush()
-            deadline = time.monotonic() + 600  # guards against a hang only
-            while _csv_records(out) < 5:
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr.log").read_text()
+            while _csv_records(out) < 5:  # however long the machine takes; a command that died fails here
+                assert proc.poll() is None, (tmp_path / "stderr.log").read_text()
                 time.sleep(0.2)
         finally:
             proc.send_signal(signal.SIGKILL)
