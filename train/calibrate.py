@@ -114,7 +114,7 @@ def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
     if low is None:
         low = gate_low(np.array(stage1), np.array([r["level"] for r in rows]), high, cfg.read_share)
     det.gate = (low, high)
-    gated = [i for i, v in enumerate(stage1) if analyses[i].sentences and low <= v <= high]
+    gated = det.in_gate(analyses, stage1)
     picked = [analyses[i] for i in gated]
     det.fuse(picked)
     det.context_calibrators = fit_calibrators(det, [rows[i] for i in gated], picked, seed)

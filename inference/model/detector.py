@@ -274,8 +274,7 @@ class Detector:
                     s.tagger_probs = s.probs
                 s.probs = s.tagger_probs
         scores = self.calibrate_with(analyses, self.sentence_calibrator, self.text_calibrator)
-        lo, hi = self.gate
-        gated = [i for i, (a, v) in enumerate(zip(analyses, scores)) if a.sentences and lo <= v <= hi]
+        gated = self.in_gate(analyses, scores)
         self.stats["texts"] += len(analyses)
         if self.context is not None and gated:
             self.stats["context_texts"] += len(gated)
@@ -284,6 +283,11 @@ class Detector:
             for i, v in zip(gated, self.calibrate_with(picked, *self.context_calibrators)):
                 scores[i] = v
         return scores
+
+    def in_gate(self, analyses: list[Analysis], scores: list[float]) -> list[int]:
+        """Indices of the texts the language model reads again: stage-one score inside the gate."""
+        lo, hi = self.gate
+        return [i for i, (a, v) in enumerate(zip(analyses, scores)) if a.sentences and lo <= v <= hi]
 
     def fuse(self, analyses: list[Analysis]) -> None:
         """Word probabilities from the tagger's and the language model's evidence together, in the sentences
