@@ -98,5 +98,5 @@ mlflow-ui: $(STAMP)
 	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}
 
 clean:
-	rm -rf data/build mlruns mlartifacts artifacts .pytest_cache
+	rm -rf mlruns mlartifacts artifacts .pytest_cache
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -27,6 +27,11 @@ from data.text import is_word, sentences, words
 TABLES = "tables.json.gz"  # beside the dataset: {family: {word or phrase: [swaps]}}
 
 
+def recipe(cfg: DataConfig) -> dict:
+    """The settings that decide what the dataset holds; where it is written does not change it."""
+    return {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k != "output_dir"}
+
+
 def load_tables(output_dir: str) -> dict[str, dict[str, list[str]]]:
     with gzip.open(Path(output_dir) / TABLES, "rt", encoding="utf-8") as f:
         return json.load(f)
@@ -379,7 +384,7 @@ def card(cfg: DataConfig, root: Path, splits: dict[str, list[dict]], skipped: Co
     src = cfg.sources
     files = [src.bbc, src.ag_news, src.msr, *src.mrpc, *src.paws, src.lexicon]
     return {
-        "config": asdict(cfg),
+        "config": recipe(cfg),
         "data_root": str(root.resolve()),
         "sources": {f: {"sha256": sha256(root / f), "bytes": (root / f).stat().st_size} for f in files},
         "counts": counts,

@@ -1,4 +1,5 @@
 """Smoke training end to end against a real, temporary MLflow store."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,20 +49,49 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
             assert f"lofo.{family}.{key}" in parent.data.metrics, (family, key)
 
 
-def test_pyfunc_loads_back_and_scores(smoke_run):
-    import mlflow
-    import pandas as pd
+PYFUNC_ALONE = """
+import json, sys
+# the repo's editable install is switched off: the model must bring every module it needs
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
+sys.path_importer_cache.clear()
+import mlflow, pandas as pd
+model = mlflow.pyfunc.load_model("models:/unspin@champion")
+text = "The foreign minister said on Monday that talks had made good progress."
+out = model.predict(pd.DataFrame({"id": ["a", "b"], "text": [text, "   "]}))
+print(json.dumps({"records": out, "text": text, "code": sys.modules["inference.model.detector"].__file__}))
+"""
 
-    model = mlflow.pyfunc.load_model("models:/unspin@champion")
-    text = "The foreign minister said on Monday that talks had made good progress."
-    out = model.predict(pd.DataFrame({"id": ["a", "b"], "text": [text, "   "]}))
-    assert [r["id"] for r in out] == ["a", "b"]
-    good, empty = out
+
+def test_pyfunc_loads_back_and_scores_without_the_repo(smoke_run, mlflow_store, tmp_path):
+    """The registered model is models-from-code and self-contained: a process that cannot import the repo
+    loads it, and its records are the score record."""
+    import json
+
+    import mlflow
+
+    proc = subprocess.run([sys.executable, "-c", PYFUNC_ALONE], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not Path(result["code"]).is_relative_to(ROOT), result["code"]
+    good, empty = result["records"]
+    text = result["text"]
+    assert [good["id"], empty["id"]] == ["a", "b"]
     assert 0.0 <= good["score"] <= 1.0 and good["label"] in ("spun", "clean") and good["error"] is None
     assert good["model"] == {"name": "unspin", "version": "1"}
     assert all(text[s["start"]:s["end"]] == s["text"] for s in good["spans"])
     assert good["sentences"] and good["sentences"][0]["start"] == 0
     assert empty["error"] == "empty text" and empty["score"] is None
+    # what it ships: the model package, no pickled python_model, and only the model's own requirements
+    local = Path(mlflow.artifacts.download_artifacts("models:/unspin@champion", dst_path=str(tmp_path / "m")))
+    shipped = {str(p.relative_to(local / "code")) for p in (local / "code").rglob("*.py")}
+    assert {"inference/model/detector.py", "inference/model/ngrams.py", "data/text.py"} <= shipped
+    assert not {"inference/service.py", "inference/score.py", "data/build.py"} & shipped
+    assert not list(local.glob("python_model.pkl"))
+    requirements = (local / "requirements.txt").read_text()
+    assert "torch==" in requirements and "gguf==" in requirements
+    assert "fastapi" not in requirements and "pyspark" not in requirements and "redis" not in requirements
 
 
 def test_detector_load_from_registry_uri_scores_text_and_lists(smoke_run):

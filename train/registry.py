@@ -1,7 +1,11 @@
 """Log a detector as an MLflow pyfunc, register it, and move the champion alias only on improvement."""
 from __future__ import annotations
 
+import importlib.metadata
+import modulefinder
+import re
 import shutil
+import sys
 import tempfile
 import tomllib
 from collections.abc import Callable
@@ -13,28 +17,46 @@ from mlflow import MlflowClient
 from inference.model.detector import Detector
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "inference" / "model"  # the package the MLflow model ships, with what it imports
 SAMPLE = ("Washington's best diplomat stated on Monday that overseas ministers had made good progress "
           "a 12 months in the past.")
 
 
-def requirements() -> list[str]:
-    """The pinned dependencies of pyproject.toml: one place for every pin."""
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [d for d in deps if not d.startswith(("datasketch", "fastapi", "uvicorn", "redis", "httpx"))]
+def shipped_imports() -> tuple[set[Path], set[str]]:
+    """What the model package imports, read from its code (imports inside functions included): the project's own
+    module files it needs, and the top-level names of the third-party packages."""
+    finder = modulefinder.ModuleFinder(path=[str(ROOT)])  # only the project is searched: the rest is "missing"
+    for script in sorted(MODEL.glob("*.py")):
+        finder.run_script(str(script))
+    found = {Path(m.__file__) for m in finder.modules.values() if m.__file__}  # each script is found as __main__
+    own = set(MODEL.glob("*.py")) | {p for p in found if p.is_relative_to(ROOT)}
+    packages = {p.relative_to(ROOT).parts[0] for p in own}
+    third = {name.split(".")[0] for name in finder.badmodules} - set(sys.stdlib_module_names) - packages
+    return own, third
 
 
-def code_paths(stage: Path) -> list[str]:
-    """The code the pyfunc imports: the model package (inference/model/, with the package root's __init__ that
-    makes it importable) and the data/ modules it uses (not data/build/). Batch I/O, the commands, the service
-    and reference matching are not shipped."""
-    (stage / "data").mkdir(parents=True)
-    for name in ("__init__.py", "text.py", "dictionaries.py", "lm.py", "resources.py"):
-        shutil.copy(ROOT / "data" / name, stage / "data" / name)
-    (stage / "inference").mkdir(parents=True)
-    shutil.copy(ROOT / "inference" / "__init__.py", stage / "inference" / "__init__.py")
-    shutil.copytree(ROOT / "inference" / "model", stage / "inference" / "model",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    return [str(stage / "data"), str(stage / "inference")]
+def requirements(imported: set[str]) -> list[str]:
+    """Pins (from pyproject.toml, the one place for pins) of the distributions the model imports, plus those
+    it loads without importing them by name ([tool.unspin] model_loads)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pins = {re.split(r"[=<>~!\[; ]", dep)[0].lower(): dep for dep in project["project"]["dependencies"]}
+    dists = importlib.metadata.packages_distributions()
+    needed = set(project["tool"]["unspin"]["model_loads"])
+    for module in sorted(imported):
+        pinned = [d.lower() for d in dists.get(module, [module]) if d.lower() in pins]
+        if not pinned:
+            raise RuntimeError(f"the model imports {module!r}, whose distribution is not pinned in pyproject.toml")
+        needed.update(pinned)
+    return sorted(pins[name] for name in needed)
+
+
+def code_paths(stage: Path, own: set[Path]) -> list[str]:
+    """Stage the model package with every project module it imports (and the package __init__ files on their
+    way), laid out as in the repo; MLflow puts the staged folders on sys.path when it loads the model."""
+    for path in own:
+        (stage / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, stage / path.relative_to(ROOT))
+    return sorted(str(p) for p in stage.iterdir())
 
 
 def next_version(client: MlflowClient, name: str) -> str:
@@ -51,8 +73,6 @@ def log_detector(det: Detector, name: str) -> tuple[str, object]:
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
-    from inference.model.pyfunc import UnspinModel
-
     client = MlflowClient()
     version = next_version(client, name)
     det.meta.update(name=name, version=version)
@@ -60,12 +80,13 @@ def log_detector(det: Detector, name: str) -> tuple[str, object]:
     out = det.score(example["text"].tolist(), ids=example["id"].tolist())
     inputs = Schema([ColSpec("string", "id", required=False), ColSpec("string", "text")])
     signature = ModelSignature(inputs=inputs, outputs=infer_signature(example, out).outputs)
+    own, third = shipped_imports()
     with tempfile.TemporaryDirectory() as tmp:
         det_dir = det.save(Path(tmp) / "detector")
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=UnspinModel(), artifacts={"detector": str(det_dir)},
-            code_paths=code_paths(Path(tmp) / "code"), signature=signature, input_example=example,
-            pip_requirements=requirements(), registered_model_name=name)
+        info = mlflow.pyfunc.log_model(  # models from code: the pyfunc is its source file, not a pickle
+            name="model", python_model=str(MODEL / "pyfunc.py"), artifacts={"detector": str(det_dir)},
+            code_paths=code_paths(Path(tmp) / "code", own), signature=signature, input_example=example,
+            pip_requirements=requirements(third), registered_model_name=name)
     registered = str(info.registered_model_version)
     if registered != version:  # someone registered concurrently: record the real number
         det.meta["version"] = registered

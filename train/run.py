@@ -31,7 +31,7 @@ def ensure_dataset(cfg: TrainConfig):
     data_cfg = data_build.load_config(cfg.data.config, cfg.data.overrides)
     out = Path(data_cfg.output_dir)
     card = json.loads((out / "card.json").read_text()) if (out / "card.json").exists() else None
-    if cfg.data.rebuild or card is None or card["config"] != json.loads(json.dumps(dataclasses.asdict(data_cfg))):
+    if cfg.data.rebuild or card is None or card["config"] != data_build.recipe(data_cfg):
         print(f"building dataset -> {out}", flush=True)
         card = data_build.build(data_cfg)
     return load_from_disk(str(out)), card, data_cfg

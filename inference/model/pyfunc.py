@@ -1,6 +1,10 @@
-"""The detector as an MLflow pyfunc: `predict` takes rows of `id`/`text` and returns score records."""
+"""The detector as an MLflow pyfunc: `predict` takes rows of `id`/`text` and returns score records.
+
+Logged as MLflow "models from code": MLflow runs this file when it loads the model, and `set_model` names the
+model object, so nothing is pickled."""
 from __future__ import annotations
 
+import mlflow.models
 import mlflow.pyfunc
 
 
@@ -22,3 +26,6 @@ class UnspinModel(mlflow.pyfunc.PythonModel):
         # a missing id (None/NaN) is keyed by the row's position, so every row still gets its record
         ids = [str(i) if isinstance(i, (str, int)) and str(i).strip() else str(k) for k, i in enumerate(ids)]
         return self.detector.score(texts, ids=ids)
+
+
+mlflow.models.set_model(UnspinModel())
