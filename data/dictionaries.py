@@ -22,6 +22,13 @@ def keep_case(src: str, dst: str) -> str:
 SUFFIXES = [("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ly", "")]
 
 
+def base_forms(word: str, min_stem: int) -> list[tuple[str, str]]:
+    """(base, suffix) for each reading of `word` as base + suffix whose stem keeps `min_stem` letters:
+    "cities" -> ("city", "ies"), ("citi", "es"), ("citie", "s")."""
+    return [(word[: -len(suffix)] + ending, suffix) for suffix, ending in SUFFIXES
+            if word.endswith(suffix) and len(word) - len(suffix) >= min_stem]
+
+
 def inflect(word: str, suffix: str) -> str:
     if suffix == "ies" or (suffix == "s" and word.endswith("y") and word[-2:-1] not in "aeiou"):
         return word[:-1] + "ies"

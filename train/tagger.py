@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from data.resources import minilm_path
 from data.text import words
 from inference.model.detector import Detector
-from inference.model.tagger import Tagger, default_base_model, encode, first_subtoken_labels
+from inference.model.tagger import Tagger, encode, first_subtoken_labels
 from train.config import TaggerSection
 from train.metrics import word_figures
 
@@ -49,7 +50,7 @@ def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict],
 
     torch.manual_seed(seed)
     torch.set_num_threads(cfg.threads)
-    base = cfg.base_model or str(default_base_model())
+    base = cfg.base_model or str(minilm_path())
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForTokenClassification.from_pretrained(base, num_labels=2,
                                                             id2label={0: "clean", 1: "spun"},

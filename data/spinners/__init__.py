@@ -12,14 +12,11 @@ from pathlib import Path
 from data.spinners import frequency, lexicon, lm, moby, wordnet
 from data.spinners.core import (  # noqa: F401 - the package's public names
     NUMBER_WORDS,
-    SUFFIXES,
     DictionarySpinner,
     Edit,
     Spun,
     apply_edits,
     choose,
-    inflect,
-    keep_case,
     rewrite,
     word_labels,
 )

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from data.dictionaries import SUFFIXES, inflect, keep_case  # noqa: F401 - re-exported
+from data.dictionaries import base_forms, inflect, keep_case
 from data.text import is_word, words
 
 
@@ -95,11 +95,10 @@ class DictionarySpinner:
         found = self.lookup(key)
         if found or not self.inflections or " " in key:
             return found, ""
-        for suffix, ending in SUFFIXES:
-            if key.endswith(suffix) and len(key) - len(suffix) >= 3:
-                found = self.lookup(key[: -len(suffix)] + ending)
-                if found:
-                    return found, suffix
+        for base, suffix in base_forms(key, 3):
+            found = self.lookup(base)
+            if found:
+                return found, suffix
         return [], ""
 
     def _eligible(self, text: str, toks: list[tuple[int, int]], regions) -> list[tuple[int, int, list[str]]]:

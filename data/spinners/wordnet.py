@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from data.dictionaries import load_wordnet
-from data.spinners.core import SUFFIXES, DictionarySpinner, inflect
+from data.dictionaries import base_forms, inflect, load_wordnet
+from data.spinners.core import DictionarySpinner
 
 
 @dataclass
@@ -56,10 +56,7 @@ class WordNetLookup:
 
 
 def _suffix(word: str, base: str) -> str | None:
-    for suffix, ending in SUFFIXES:
-        if word.endswith(suffix) and word[: -len(suffix)] + ending == base:
-            return suffix
-    return None
+    return next((suffix for stem, suffix in base_forms(word, 0) if stem == base), None)
 
 
 def build(cfg: WordNetConfig, resources) -> DictionarySpinner:

@@ -44,27 +44,16 @@ def load_vocabulary(name: str) -> frozenset[str]:
         return frozenset()
     if name != "moby":
         raise ValueError(f"features.vocabulary: unknown vocabulary {name!r} (moby or none)")
-    from data.dictionaries import moby_path
+    from data.dictionaries import load_moby
 
-    heads = set()
-    with open(moby_path(), encoding="utf-8", errors="replace") as f:
-        for line in f:
-            head = line.split(",", 1)[0].strip().lower()
-            if head:
-                heads.add(head)
-    return frozenset(heads)
+    return frozenset(load_moby())
 
 
 def _swappable(word: str, vocab: frozenset[str]) -> bool:
     """Whether a thesaurus spinner could look `word` up (as written or after crude suffix stripping)."""
-    from data.dictionaries import SUFFIXES
+    from data.dictionaries import base_forms
 
-    if word in vocab:
-        return True
-    for suffix, ending in SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and word[: -len(suffix)] + ending in vocab:
-            return True
-    return False
+    return word in vocab or any(base in vocab for base, _ in base_forms(word, 3))
 
 
 def _feature_form(n: str) -> str:

@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from data.dictionaries import SUFFIXES, inflect, keep_case
+from data.dictionaries import base_forms, inflect, keep_case
 from data.text import is_word, words
 
 MAX_PHRASE = 4
@@ -42,9 +42,9 @@ class Suggester:
         if key in self.reverse:
             return self.reverse[key]
         if " " not in key:  # crude inflection, as the spinner applied it
-            for suffix, ending in SUFFIXES:
-                if key.endswith(suffix) and key[: -len(suffix)] + ending in self.reverse:
-                    return [inflect(c, suffix) for c in self.reverse[key[: -len(suffix)] + ending]]
+            for base, suffix in base_forms(key, 0):
+                if base in self.reverse:
+                    return [inflect(c, suffix) for c in self.reverse[base]]
         return []
 
     def fit(self, cand: str, left: str | None, right: str | None) -> float:

