@@ -123,12 +123,46 @@ def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
             **{f"context_fusion_{k}": c for k, c in zip(("logit", "ratio", "surprisal", "known"), det.fusion.coef)}}
 
 
+def fit_threshold(det: Detector, rows: list[dict], sample: list[dict], scores: np.ndarray, cfg: CalibrationSection,
+                  seed: int) -> dict:
+    """Set the shipped threshold: the strictest of the per-level clean bounds (one threshold for texts of every
+    length), and the paraphrase bound for the kinds held to it. The clean texts are the calibration sample's
+    and more, up to `threshold_texts` a level: 1% of the sample's ~40 clean articles is its loudest one, and the
+    threshold swung between runs with that one text."""
+    def is_clean(r):
+        return r["kind"] in ("original", "verbatim")
+
+    def is_paraphrase(r):
+        return r["source"] in cfg.paraphrase_sources and r["kind"] == "paraphrase"
+
+    taken = {r["id"] for r in sample}
+    more = [r for r in per_level([r for r in rows if is_clean(r) or is_paraphrase(r)], cfg.threshold_texts, seed)
+            if r["id"] not in taken]
+    bound = sample + more
+    if more:
+        scores = np.concatenate([scores, det.calibrate(det.analyse([r["text"] for r in more]))])
+    level = np.array([r["level"] for r in bound])
+    clean, paraphrase = np.array([is_clean(r) for r in bound]), np.array([is_paraphrase(r) for r in bound])
+    det.threshold = max(shipped_threshold(scores[(level == lv) & clean], cfg.max_clean_fp_rate)
+                        for lv in LEVELS if ((level == lv) & clean).any())
+    if det.meta["kind"] in cfg.paraphrase_bound and paraphrase.any():
+        det.threshold = max(det.threshold, shipped_threshold(scores[paraphrase], cfg.max_paraphrase_fp_rate))
+    out = {"val_paraphrase_fpr": float((scores[paraphrase] >= det.threshold).mean()) if paraphrase.any()
+           else float("nan")}
+    for lv in LEVELS:
+        mine = (level == lv) & clean
+        out[f"threshold_clean_{lv}"] = int(mine.sum())
+        if mine.any():
+            out[f"val_{lv}_clean_fpr"] = float((scores[mine] >= det.threshold).mean())
+    return out
+
+
 def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, seed: int,
                     context: ContextSection | None = None) -> dict:
     """Calibrate `det` in place on validation `rows` (with the language-model stage when `context` is
     given and enabled); returns validation metrics."""
 
-    rows = per_level(rows, cfg.max_validation_texts, seed)
+    everything, rows = rows, per_level(rows, cfg.max_validation_texts, seed)
     analyses = det.analyse([r["text"] for r in rows])
     short = [(r, a) for r, a in zip(rows, analyses) if r["level"] != "article"]
     if det.tagger is not None:
@@ -138,18 +172,10 @@ def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, se
     if context is not None and context.enabled and det.tagger is not None and det.suggester is not None:
         extra = fit_context(det, rows, analyses, context, seed)
     scores = np.array(det.calibrate(analyses))
+    extra.update(fit_threshold(det, everything, rows, scores, cfg, seed))
     level = np.array([r["level"] for r in rows])
     labels = np.array([r["label"] for r in rows])
-    clean = np.array([r["kind"] in ("original", "verbatim") for r in rows])
-    paraphrase = np.array([r["source"] in cfg.paraphrase_sources and r["kind"] == "paraphrase" for r in rows])
-    # One threshold for texts of every length: the strictest of the per-level clean bounds.
-    det.threshold = max(shipped_threshold(scores[(level == lv) & clean], cfg.max_clean_fp_rate)
-                        for lv in LEVELS if ((level == lv) & clean).any())
-    if det.meta["kind"] in cfg.paraphrase_bound and paraphrase.any():
-        det.threshold = max(det.threshold, shipped_threshold(scores[paraphrase], cfg.max_paraphrase_fp_rate))
-    out = {**extra, "threshold": det.threshold, "word_threshold": det.word_threshold,
-           "val_paraphrase_fpr": float((scores[paraphrase] >= det.threshold).mean()) if paraphrase.any()
-           else float("nan")}
+    out = {**extra, "threshold": det.threshold, "word_threshold": det.word_threshold}
     for lv in LEVELS:
         if (level == lv).any():
             m = slice_metrics(labels[level == lv], scores[level == lv], det.threshold)

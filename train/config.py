@@ -67,6 +67,7 @@ class CalibrationSection:
     # to it, its threshold rises until it flags almost no article (test article F1 0.09).
     paraphrase_bound: list[str]
     max_validation_texts: int | None  # per level (sentence, paragraph, article)
+    threshold_texts: int | None  # per level: clean texts (and paraphrases) the shipped threshold is held to
 
 
 @dataclass
