@@ -47,6 +47,9 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
         assert client.get_run(fold["run_id"]).data.params["excluded_family"] == family
         for key in ("roc_auc", "recall", "word_f1"):
             assert f"lofo.{family}.{key}" in parent.data.metrics, (family, key)
+        # where the context stage's gate left the unseen family's spun texts
+        read, below = (parent.data.metrics[f"lofo.{family}.{k}"] for k in ("spun_read", "spun_below_gate"))
+        assert 0 <= read <= 1 and 0 <= below <= 1 and read + below <= 1
 
 
 PYFUNC_ALONE = """

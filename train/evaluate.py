@@ -127,17 +127,21 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
                       seed: int) -> dict[str, dict]:
     """{"full": {family: figures}} for each family's spun paragraphs and articles against clean ones, per level
     (keys prefixed "paragraph." and "article.") and pooled; and, for a detector with a language-model stage,
-    the same without it under "tagger_only". Every text is analysed once, whatever families share it."""
+    the same without it under "tagger_only", and in "full" the share of the family's spun texts the language
+    model read again (`spun_read`) and the share it left below the gate (`spun_below_gate`). Every text is
+    analysed once, whatever families share it."""
     samples = {(f, lv): heldout_rows(rows, f, lv, limit, seed) for f in families for lv in ("paragraph", "article")}
     unique = {r["id"]: r for sample in samples.values() for r in sample}
     ids = list(unique)
     analyses = det.analyse([unique[i]["text"] for i in ids])
     variants = {"full": True, **({"tagger_only": False} if det.context is not None else {})}
     out: dict[str, dict] = {}
+    stage_one = None
     try:
         for variant, on in variants.items():
             det.use_context = on
             scores = det.calibrate(analyses)
+            stage_one = stage_one if on else scores
             by_id = {i: (a, v, det.record(i, a, v)) for i, a, v in zip(ids, analyses, scores)}
             out[variant] = {}
             for family in families:
@@ -153,6 +157,12 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
                     out[variant][family] = figures
     finally:
         det.use_context = True
+    if stage_one is not None:  # where the gate (fitted on the families the model knows) left the unseen one
+        read, first = {ids[k] for k in det.in_gate(analyses, stage_one)}, dict(zip(ids, stage_one))
+        for family, figures in out["full"].items():
+            spun = [r["id"] for lv in ("paragraph", "article") for r in samples[(family, lv)] if r["label"]]
+            figures["spun_read"] = float(np.mean([i in read for i in spun]))
+            figures["spun_below_gate"] = float(np.mean([first[i] < det.gate[0] for i in spun]))
     return out
 
 

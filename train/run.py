@@ -297,7 +297,7 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
 
 LOFO_COLUMNS = {"paragraph.roc_auc": "para ROC", "article.roc_auc": "art ROC", "paragraph.recall": "para rec",
                 "article.recall": "art rec", "fpr": "clean FPR", "word_f1": "word F1",
-                "suggestion_accuracy": "sugg acc"}
+                "suggestion_accuracy": "sugg acc", "spun_read": "LM read"}
 
 
 def lofo_table(title: str, rows: dict[str, dict]) -> str:
