@@ -28,6 +28,7 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
     params = run.data.params
     assert params["tagger.lr"] == "0.0002" and params["tagger.max_train_rows"] == "600"
     assert params["context.gate"] == "[None, 0.98]" and "baseline.hash_bits" not in params
+    assert params["random_swaps.share"] == "0.3"
     assert client.get_run(smoke_run["models"]["baseline"]["run_id"]).data.params["baseline.hash_bits"] == "18"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
         a.path for d in ("plots", "evaluation") for a in client.list_artifacts(run.info.run_id, d)}
@@ -196,3 +197,33 @@ def test_the_language_model_reads_at_most_its_share_of_each_length_band():
         assert read <= 0.3 * n
     assert ((scores >= low) & (scores <= 0.98) & (levels == "article")).sum() == 90  # the binding band is full
     assert gate_low(scores, levels, high=0.98, share=1.0) == 0.0  # everything may be read
+
+
+def test_random_swaps_replace_clean_words_with_corpus_words_of_the_same_shape_and_label_them():
+    import random
+
+    from data.dictionaries import suffix_class
+    from data.text import words
+    from train.augment import RandomSwaps, add_random_swaps
+
+    cfg = train_config.load(ROOT / "configs/train.yaml").random_swaps
+    cfg.skip_common, cfg.min_count, cfg.rate = 2, 1, [1.0, 1.0]
+    originals = ["the talks ended quickly and the minister walked out", "the markets rallied slowly",
+                 "the vote passed easily and the leader smiled", "the prices jumped sharply", "Paris hosted talks"]
+    swap = RandomSwaps(originals, cfg)
+    text = "the talks ended quickly in Paris"
+    row = {"text": text, "word_labels": [0, 0, 1, 0, 0, 0], "label": 1}
+    out = swap(row, random.Random(0))
+    old, new = [text[s:e] for s, e in words(text)], [out["text"][s:e] for s, e in words(out["text"])]
+    assert len(new) == len(old) and new[2] == "ended" and new[5] == "Paris"  # labelled spun, capitalised: kept
+    changed = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    assert changed and all(out["word_labels"][i] == 1 for i in changed)
+    assert all(suffix_class(new[i]) == suffix_class(old[i]) and new[i] in swap.counts for i in changed)
+    assert [out["word_labels"][i] for i in range(6) if i not in changed] == [0 if i != 2 else 1 for i in range(6)
+                                                                            if i not in changed]
+    rows = [dict(row) for _ in range(200)]
+    cfg.share = 0.3
+    mixed = add_random_swaps(rows, originals, cfg, random.Random(1))
+    assert len(mixed) == 200 and 30 < sum(r["text"] != text for r in mixed) < 90
+    cfg.share = 0.0
+    assert add_random_swaps(rows, originals, cfg, random.Random(1)) is rows

@@ -46,6 +46,17 @@ class TaggerSection:
 
 
 @dataclass
+class RandomSwapsSection:
+    """Dictionary-free swaps mixed into the tagger's training rows (train/augment.py)."""
+
+    share: float  # of the training rows given random swaps (0: off)
+    rate: list[float]  # [low, high]: share of a row's clean, lower-case known words swapped, drawn per row
+    min_count: int  # words seen fewer times in the training originals are neither swapped nor swapped in
+    skip_common: int  # nor the commonest words (function words)
+    band: float  # a replacement is at most this many times more, or less, frequent than the word
+
+
+@dataclass
 class LofoSection:
     """Leave-one-family-out: for each family, a tagger trained and calibrated without its text or its
     dictionary, scored on its spun paragraphs and articles against clean ones (the headline figures)."""
@@ -124,6 +135,7 @@ class TrainConfig:
     data: DataSection
     baseline: BaselineSection
     tagger: TaggerSection
+    random_swaps: RandomSwapsSection
     lofo: LofoSection
     calibration: CalibrationSection
     lexicon_signal: LexiconSignalSection

@@ -113,7 +113,7 @@ class Selection:
 
 
 SECTIONS = {"baseline": ["baseline", "calibration"],
-            "tagger": ["tagger", "calibration", "context", "suggestions", "lexicon_signal"]}
+            "tagger": ["tagger", "random_swaps", "calibration", "context", "suggestions", "lexicon_signal"]}
 
 
 def hyperparameters(cfg: TrainConfig, job: Job) -> dict[str, str]:
@@ -138,12 +138,14 @@ def fit_baseline_job(job: Job, cfg: TrainConfig, chosen: Selection, tables: dict
 def fit_tagger_job(job: Job, cfg: TrainConfig, chosen: Selection, tables: dict):
     import mlflow
 
+    from train.augment import add_random_swaps
     from train.tagger import fit_tagger
 
     rng = random.Random(cfg.seed)
     rows = chosen.train
     if job.max_train_rows and len(rows) > job.max_train_rows:
         rows = rng.sample(rows, job.max_train_rows)
+    rows = add_random_swaps(rows, chosen.originals, cfg.random_swaps, rng)
     short_val = [r for r in chosen.validation if r["level"] != "article"]
     det = fit_tagger(cfg.tagger, rows, rng.sample(short_val, min(len(short_val), cfg.tagger.eval_rows)),
                      cfg.seed, log=lambda k, v, s: mlflow.log_metric(k, v, step=s), max_steps=job.max_steps)
