@@ -35,9 +35,9 @@ class RandomSwaps:
         n, pool = self.counts[word], self.pools[suffix_class(word)]
         lo = bisect.bisect_left(pool, (n / self.cfg.band, ""))
         hi = bisect.bisect_right(pool, (n * self.cfg.band, "\uffff"))
+        if hi - lo < 2:
+            return None
         for _ in range(8):
-            if hi - lo < 2:
-                return None
             other = pool[rng.randrange(lo, hi)][1]
             if not same_stem(word, other):
                 return other
