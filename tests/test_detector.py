@@ -120,3 +120,22 @@ def test_hashed_ngrams_are_stable_across_processes_and_batches(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "7", "PYTHONPATH": str(ROOT)}).stdout
     assert eval(out) == together.sum(axis=0).nonzero()[0].tolist()
+
+
+def test_a_length_bands_shift_moves_its_texts_scores_and_is_saved(detector, tmp_path):
+    from inference import Detector
+    from inference.model.detector import logit
+
+    assert min(detector.band_shift.values()) == 0.0  # fitted: the binding band is not shifted, the others rise
+    assert all(v >= 0 for v in detector.band_shift.values())
+    short = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
+    long = " ".join(f"Report {i} said the council met on Monday to discuss the budget and the new school."
+                    for i in range(20))
+    det = Detector.load(detector.save(tmp_path / "a"))
+    det.band_shift = {"article": 1.5}
+    assert [det.band(a) for a in det.analyse([short, long])] == ["sentence", "article"]
+    unshifted = det.unshifted(det.analyse([short, long]))
+    scores = [r["score"] for r in det.score([short, long])]
+    assert scores[0] == pytest.approx(unshifted[0], abs=1e-6)
+    assert logit(scores[1]) - logit(unshifted[1]) == pytest.approx(1.5, abs=1e-3)
+    assert Detector.load(det.save(tmp_path / "b")).score([short, long]) == det.score([short, long])

@@ -225,3 +225,29 @@ def test_random_swaps_replace_clean_words_with_corpus_words_of_the_same_shape_an
     assert len(mixed) == 200 and 30 < sum(r["text"] != text for r in mixed) < 90
     cfg.share = 0.0
     assert add_random_swaps(rows, originals, cfg, random.Random(1)) is rows
+
+
+def test_one_threshold_holds_each_length_band_to_its_own_clean_bound():
+    import numpy as np
+
+    from inference.model.detector import logit, sigmoid
+    from train.calibrate import band_thresholds
+
+    cfg = train_config.load(ROOT / "configs/train.yaml").calibration
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(0.5, 0.99, 400), rng.uniform(0.0, 0.6, 400), rng.uniform(0.0, 0.3, 200),
+                             rng.uniform(0.9, 0.999, 100)])
+    band = np.array(["sentence"] * 400 + ["paragraph"] * 400 + ["article"] * 200 + ["sentence"] * 100)
+    clean = np.arange(len(scores)) < 1000
+    threshold, shift = band_thresholds(scores, band, clean, ~clean, cfg)
+    assert set(shift) == {"sentence", "paragraph", "article"} and shift["sentence"] == 0.0  # paraphrases bind
+    assert shift["paragraph"] > 0 and shift["article"] > shift["paragraph"]
+    shifted = sigmoid(logit(scores) + np.array([shift[b] for b in band]))
+    flagged = shifted >= threshold
+    assert flagged[~clean].sum() == 2  # 2% of the paraphrases
+    for b, n in (("sentence", 400), ("paragraph", 400), ("article", 200)):
+        assert flagged[clean & (band == b)].sum() <= 0.01 * n
+    assert flagged[clean & (band == "paragraph")].sum() == 4  # not held stricter than its bound
+    # a band without clean texts is not shifted; with nothing clean the threshold is the floor
+    assert "article" not in band_thresholds(scores, band, clean & (band != "article"), ~clean, cfg)[1]
+    assert band_thresholds(scores, band, np.zeros_like(clean), ~clean, cfg) == (0.5, {})

@@ -5,7 +5,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from data.text import words
-from inference.model.detector import Analysis, Detector, LogisticCalibrator, sentence_features, text_features
+from inference.model.detector import Analysis, Detector, LogisticCalibrator, logit, sentence_features, text_features
 from train.config import CalibrationSection, ContextSection
 from train.metrics import slice_metrics, word_figures, word_scores
 
@@ -123,12 +123,24 @@ def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
             **{f"context_fusion_{k}": c for k, c in zip(("logit", "ratio", "surprisal", "known"), det.fusion.coef)}}
 
 
-def fit_threshold(det: Detector, rows: list[dict], sample: list[dict], scores: np.ndarray, cfg: CalibrationSection,
-                  seed: int) -> dict:
-    """Set the shipped threshold: the strictest of the per-level clean bounds (one threshold for texts of every
-    length), and the paraphrase bound for the kinds held to it. The clean texts are the calibration sample's
-    and more, up to `threshold_texts` a level: 1% of the sample's ~40 clean articles is its loudest one, and the
-    threshold swung between runs with that one text."""
+def band_thresholds(scores, band, clean, paraphrase, cfg: CalibrationSection) -> tuple[float, dict[str, float]]:
+    """(shipped threshold, {band: logit shift}): each band's own threshold flags at most `max_clean_fp_rate` of its
+    `clean` scores and `max_paraphrase_fp_rate` of its `paraphrase` ones; the shipped one is the strictest, and
+    each band's shift lifts its own threshold to it."""
+    own = {b: max(shipped_threshold(scores[(band == b) & clean], cfg.max_clean_fp_rate),
+                  shipped_threshold(scores[(band == b) & paraphrase], cfg.max_paraphrase_fp_rate))
+           for b in LEVELS if ((band == b) & clean).any()}
+    threshold = max(own.values(), default=0.5)
+    return threshold, {b: float(logit(threshold) - logit(t)) for b, t in own.items()}
+
+
+def fit_threshold(det: Detector, rows: list[dict], sample: list[dict], analyses: list[Analysis],
+                  cfg: CalibrationSection, seed: int) -> dict:
+    """Set the shipped threshold and the length bands' shifts (`band_thresholds`; paraphrases bind the kinds in
+    `paraphrase_bound`): one unshifted threshold held paragraphs and articles to the sentences' bound (0% of
+    them flagged, at the cost of their recall), a shifted one keeps each band to its own. The clean texts are
+    the calibration sample's and more, up to `threshold_texts` a level: 1% of the sample's ~40 clean articles is
+    its loudest one, and the threshold swung between runs with that one text."""
     def is_clean(r):
         return r["kind"] in ("original", "verbatim")
 
@@ -138,22 +150,22 @@ def fit_threshold(det: Detector, rows: list[dict], sample: list[dict], scores: n
     taken = {r["id"] for r in sample}
     more = [r for r in per_level([r for r in rows if is_clean(r) or is_paraphrase(r)], cfg.threshold_texts, seed)
             if r["id"] not in taken]
-    bound = sample + more
-    if more:
-        scores = np.concatenate([scores, det.calibrate(det.analyse([r["text"] for r in more]))])
-    level = np.array([r["level"] for r in bound])
+    bound, analyses = sample + more, analyses + det.analyse([r["text"] for r in more])
+    det.band_words, det.band_shift = tuple(cfg.band_words), {}
+    scores = np.array(det.calibrate(analyses))
+    band = np.array([det.band(a) for a in analyses])
     clean, paraphrase = np.array([is_clean(r) for r in bound]), np.array([is_paraphrase(r) for r in bound])
-    det.threshold = max(shipped_threshold(scores[(level == lv) & clean], cfg.max_clean_fp_rate)
-                        for lv in LEVELS if ((level == lv) & clean).any())
-    if det.meta["kind"] in cfg.paraphrase_bound and paraphrase.any():
-        det.threshold = max(det.threshold, shipped_threshold(scores[paraphrase], cfg.max_paraphrase_fp_rate))
+    held = paraphrase & (det.meta["kind"] in cfg.paraphrase_bound)
+    det.threshold, det.band_shift = band_thresholds(scores, band, clean, held, cfg)
+    scores = np.array(det.calibrate(analyses))
     out = {"val_paraphrase_fpr": float((scores[paraphrase] >= det.threshold).mean()) if paraphrase.any()
            else float("nan")}
-    for lv in LEVELS:
-        mine = (level == lv) & clean
-        out[f"threshold_clean_{lv}"] = int(mine.sum())
+    for b in LEVELS:
+        mine = (band == b) & clean
+        out[f"threshold_clean_{b}"] = int(mine.sum())
         if mine.any():
-            out[f"val_{lv}_clean_fpr"] = float((scores[mine] >= det.threshold).mean())
+            out[f"val_{b}_clean_fpr"] = float((scores[mine] >= det.threshold).mean())
+            out[f"band_shift_{b}"] = det.band_shift[b]
     return out
 
 
@@ -171,8 +183,8 @@ def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, se
     extra = {}
     if context is not None and context.enabled and det.tagger is not None and det.suggester is not None:
         extra = fit_context(det, rows, analyses, context, seed)
+    extra.update(fit_threshold(det, everything, rows, analyses, cfg, seed))
     scores = np.array(det.calibrate(analyses))
-    extra.update(fit_threshold(det, everything, rows, scores, cfg, seed))
     level = np.array([r["level"] for r in rows])
     labels = np.array([r["label"] for r in rows])
     out = {**extra, "threshold": det.threshold, "word_threshold": det.word_threshold}

@@ -71,7 +71,8 @@ class LofoSection:
 @dataclass
 class CalibrationSection:
     word_threshold: float | None  # None = chosen on validation for the best spun-word F1
-    max_clean_fp_rate: float  # shipped threshold: at most this share of clean validation texts flagged, per level
+    max_clean_fp_rate: float  # shipped threshold: at most this share of clean validation texts flagged, per band
+    band_words: list[int]  # prose words from which a text is in the paragraph band, in the article band
     max_paraphrase_fp_rate: float  # ... and at most this share of validation paraphrases from these sources
     paraphrase_sources: list[str]
     # Model kinds held to that second bound. The baseline cannot tell a paraphrase from spinning: held

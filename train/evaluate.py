@@ -140,8 +140,9 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
     try:
         for variant, on in variants.items():
             det.use_context = on
+            if not on:  # the gate compares scores before the length band's shift
+                stage_one = det.unshifted(analyses)
             scores = det.calibrate(analyses)
-            stage_one = stage_one if on else scores
             by_id = {i: (a, v, det.record(i, a, v)) for i, a, v in zip(ids, analyses, scores)}
             out[variant] = {}
             for family in families:

@@ -10,7 +10,9 @@ Scoring a batch:
   5. texts the tagger is unsure of (score inside the `context` gate) are read again by a small language
      model (`inference/model/signals.py`): each word's probability is fused with how much likelier a known
      alternative would have been in its place, and the text is scored again with calibrators fitted for
-     that; label by the shipped threshold.
+     that;
+  6. shift the score's logit by the text's length band (sentence, paragraph, article by prose words), so that
+     the one shipped threshold flags the same small share of clean texts of every length; label by it.
 """
 from __future__ import annotations
 
@@ -33,6 +35,11 @@ SUGGESTIONS = "suggestions.json.gz"
 
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
 
 
 @dataclass
@@ -121,6 +128,10 @@ class Detector:
         self.fusion = LogisticCalibrator.from_meta(ctx.get("fusion"))
         self.context_calibrators = tuple(LogisticCalibrator.from_meta(ctx.get(k))
                                          for k in ("sentence_calibrator", "text_calibrator"))
+        # prose words from which a text is a paragraph, an article; band -> logit shift (both set at calibration,
+        # neither in models saved before)
+        self.band_words = tuple(meta.get("band_words", (0, 0)))
+        self.band_shift = dict(meta.get("band_shift", {}))
         self.use_context = True  # evaluation switches it off to measure what the signal adds
         self.stats = Counter()  # texts scored, and how many of them the language model read
 
@@ -194,7 +205,8 @@ class Detector:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = dict(self.meta, threshold=self.threshold, word_threshold=self.word_threshold)
+        meta = dict(self.meta, threshold=self.threshold, word_threshold=self.word_threshold,
+                    band_words=list(self.band_words), band_shift=self.band_shift)
         for name in ("sentence_calibrator", "text_calibrator"):
             cal = getattr(self, name)
             meta[name] = cal.__dict__ if cal else None
@@ -266,8 +278,20 @@ class Detector:
                     s.probs[i:i + n] = np.maximum(s.probs[i:i + n], self.lexicon_score)
                     break
 
+    def band(self, a: Analysis) -> str:
+        """The text's length band, by its prose words."""
+        n = sum(len(s.words) for s in a.sentences)
+        return "sentence" if n < self.band_words[0] else "paragraph" if n < self.band_words[1] else "article"
+
     def calibrate(self, analyses: list[Analysis]) -> list[float]:
-        """Fill sentence scores; return text scores (read again with the context signal inside its gate)."""
+        """Fill sentence scores; return text scores: read again with the context signal inside its gate, then
+        shifted by length band."""
+        scores = self.unshifted(analyses)
+        return [float(sigmoid(logit(v) + self.band_shift.get(self.band(a), 0.0))) if self.band_shift else v
+                for a, v in zip(analyses, scores)]
+
+    def unshifted(self, analyses: list[Analysis]) -> list[float]:
+        """Text scores before the length band's shift (what the band shifts are fitted on)."""
         for a in analyses:
             for s in a.sentences:  # stage one's word probabilities, kept apart from the fused ones
                 if s.tagger_probs is None:
