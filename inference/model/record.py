@@ -42,7 +42,9 @@ class Span(BaseModel):
 class ScoreRecord(BaseModel):
     """One record per submitted text. With `error` set, `score` and `label` are null."""
     id: str
-    score: float | None = Field(description="calibrated probability that the text is machine-spun")
+    score: float | None = Field(description="calibrated probability that the text is machine-spun, shifted for "
+                                            "its length band so that one threshold holds every band to the same "
+                                            "false-positive rate")
     label: Literal["spun", "clean"] | None = Field(description="spun when score >= threshold")
     threshold: float
     model: ModelInfo
