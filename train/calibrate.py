@@ -151,13 +151,13 @@ def fit_threshold(det: Detector, rows: list[dict], sample: list[dict], analyses:
     more = [r for r in per_level([r for r in rows if is_clean(r) or is_paraphrase(r)], cfg.threshold_texts, seed)
             if r["id"] not in taken]
     bound, analyses = sample + more, analyses + det.analyse([r["text"] for r in more])
-    det.band_words, det.band_shift = tuple(cfg.band_words), {}
-    scores = np.array(det.calibrate(analyses))
+    det.band_words = tuple(cfg.band_words)
+    unshifted = det.unshifted(analyses)
     band = np.array([det.band(a) for a in analyses])
     clean, paraphrase = np.array([is_clean(r) for r in bound]), np.array([is_paraphrase(r) for r in bound])
     held = paraphrase & (det.meta["kind"] in cfg.paraphrase_bound)
-    det.threshold, det.band_shift = band_thresholds(scores, band, clean, held, cfg)
-    scores = np.array(det.calibrate(analyses))
+    det.threshold, det.band_shift = band_thresholds(np.array(unshifted), band, clean, held, cfg)
+    scores = np.array(det.shifted(analyses, unshifted))
     out = {"val_paraphrase_fpr": float((scores[paraphrase] >= det.threshold).mean()) if paraphrase.any()
            else float("nan")}
     for b in LEVELS:

@@ -140,9 +140,10 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
     try:
         for variant, on in variants.items():
             det.use_context = on
+            unshifted = det.unshifted(analyses)
             if not on:  # the gate compares scores before the length band's shift
-                stage_one = det.unshifted(analyses)
-            scores = det.calibrate(analyses)
+                stage_one = unshifted
+            scores = det.shifted(analyses, unshifted)
             by_id = {i: (a, v, det.record(i, a, v)) for i, a, v in zip(ids, analyses, scores)}
             out[variant] = {}
             for family in families:

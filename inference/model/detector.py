@@ -286,9 +286,13 @@ class Detector:
     def calibrate(self, analyses: list[Analysis]) -> list[float]:
         """Fill sentence scores; return text scores: read again with the context signal inside its gate, then
         shifted by length band."""
-        scores = self.unshifted(analyses)
-        return [float(sigmoid(logit(v) + self.band_shift.get(self.band(a), 0.0))) if self.band_shift else v
-                for a, v in zip(analyses, scores)]
+        return self.shifted(analyses, self.unshifted(analyses))
+
+    def shifted(self, analyses: list[Analysis], scores: list[float]) -> list[float]:
+        """`unshifted` scores moved by their texts' length band."""
+        if not self.band_shift:
+            return list(scores)
+        return [float(sigmoid(logit(v) + self.band_shift.get(self.band(a), 0.0))) for a, v in zip(analyses, scores)]
 
     def unshifted(self, analyses: list[Analysis]) -> list[float]:
         """Text scores before the length band's shift (what the band shifts are fitted on)."""
