@@ -42,6 +42,7 @@ train: setup
 	$(PY) -m train --config $(CONFIG)
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 test-slow: setup

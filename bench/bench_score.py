@@ -96,7 +96,7 @@ def main() -> int:
     print(f"{'variant':18s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s} {'read by LM':>10s}")
     for variant in VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--variant", variant, "--articles", str(args.articles),
-                              "--batch-size", str(args.batch_size)], capture_output=True, text=True, cwd=ROOT)
+                              "--batch-size", str(args.batch_size)], capture_output=True, check=False, text=True, cwd=ROOT)
         if out.returncode:
             print(f"{variant:18s} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
@@ -107,7 +107,7 @@ def main() -> int:
         print("\naccuracy on the test split per variant (speed-ups change these, if at all):")
         for variant in ("tagger int8 + LM", "tagger int8", "tagger fp32 + LM"):
             out = subprocess.run([sys.executable, __file__, "--variant", variant, "--what", "accuracy"],
-                                 capture_output=True, text=True, cwd=ROOT)
+                                 capture_output=True, check=False, text=True, cwd=ROOT)
             r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
             print(f"{variant:18s} " + ", ".join(f"{k}={v:.4f}" for k, v in r.items() if v is not None))
     return 0

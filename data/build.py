@@ -321,7 +321,7 @@ def build_rows(cfg: DataConfig, root: Path, quiet: bool = False) -> tuple[dict[s
         items = sorted(items)
         rng.shuffle(items)
         for rid, doc_id, text in items[: sc.originals[source]]:
-            base = dict(id=rid, doc_id=doc_id, source=source, level="sentence")
+            base = {"id": rid, "doc_id": doc_id, "source": source, "level": "sentence"}
             split = original(base, text, sc.families)
             if stable_int(cfg.seed, "verbatim", rid) / 2**64 < sc.verbatim_share:
                 out[split].append(row(**{**base, "id": rid + ":verbatim"}, kind="verbatim", spinner="none",
@@ -343,14 +343,14 @@ def build_rows(cfg: DataConfig, root: Path, quiet: bool = False) -> tuple[dict[s
                   for k, (s, e) in enumerate(paragraph_runs(text, pc.min_words, pc.max_words)))
     rng.shuffle(runs)
     for rid, doc_id, text in runs[: pc.originals]:
-        original(dict(id=rid, doc_id=doc_id, source="bbc", level="paragraph"), text, pc.families)
+        original({"id": rid, "doc_id": doc_id, "source": "bbc", "level": "paragraph"}, text, pc.families)
 
     # Article level: each BBC article clean, fully spun, and with some paragraphs spun.
     ac = cfg.articles
     for doc_id, text in corpora["bbc"][: ac.max_articles]:
         if split_of(doc_id) not in ac.splits:
             continue
-        base = dict(id=doc_id, doc_id=doc_id, source="bbc", level="article")
+        base = {"id": doc_id, "doc_id": doc_id, "source": "bbc", "level": "article"}
         split = original(base, text, ac.families, ac.min_edits)
         paras = paragraphs(text)
         prng = random.Random(stable_int(cfg.seed, "partial", doc_id))

@@ -103,7 +103,8 @@ def test_csv_and_jsonl_outputs_agree(smoke_run, inputs, tmp_path):
     score.run(args, str(tmp_path / "o.jsonl"), "models:/unspin@champion", progress=False)
     score.run(args, str(tmp_path / "o.csv"), "models:/unspin@champion", progress=False)
     js = read_jsonl(tmp_path / "o.jsonl")
-    rows = list(csv.DictReader(open(tmp_path / "o.csv", newline="")))
+    with open(tmp_path / "o.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == [r["id"] for r in js]
     for c, j in zip(rows, js):
         assert c["label"] == j["label"] and abs(float(c["score"]) - j["score"]) < 1e-9
@@ -113,8 +114,8 @@ def test_csv_and_jsonl_outputs_agree(smoke_run, inputs, tmp_path):
 def test_resume_skips_ids_already_scored(smoke_run, inputs, tmp_path):
     out = tmp_path / "o.jsonl"
     first = score.run([str(inputs / "batch.csv")], str(out), "models:/unspin@champion", progress=False)
-    lines = open(out).read().splitlines(keepends=True)
-    open(out, "w").write(lines[0] + lines[1][:20])  # a crash after one record and half a line
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text(lines[0] + lines[1][:20])  # a crash after one record and half a line
     again = score.run([str(inputs / "batch.csv")], str(out), "models:/unspin@champion", resume=True, progress=False)
     recs = read_jsonl(out)
     assert first["records"] == 3 and again["skipped"] == 1 and again["records"] == 2
@@ -125,16 +126,16 @@ def test_cli_stdin_to_stdout_threshold_override_and_exit_status(smoke_run, tmp_p
     env = dict(os.environ)
     lines = "\n".join(json.dumps({"id": f"s{i}", "text": t}) for i, t in enumerate([SPUN, CLEAN])) + "\n{oops\n"
     proc = subprocess.run([sys.executable, "-m", "inference.score", "-", "--output", "-", "--threshold", "0",
-                           "--quiet"], input=lines, capture_output=True, text=True, cwd=ROOT, env=env)
+                           "--quiet"], input=lines, capture_output=True, check=False, text=True, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr
     recs = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [r["id"] for r in recs][:2] == ["s0", "s1"] and len(recs) == 3 and recs[2]["error"]
     assert all(r["label"] == "spun" and r["threshold"] == 0 for r in recs[:2])
     assert "3 records" in proc.stderr and "articles/s" in proc.stderr
     bad = subprocess.run([sys.executable, "-m", "inference.score", "-", "--output", str(tmp_path / "x.jsonl"),
-                          "--model", str(tmp_path / "no-such-model")], input="", capture_output=True, text=True,
+                          "--model", str(tmp_path / "no-such-model")], input="", capture_output=True, check=False, text=True,
                          cwd=ROOT, env=env)
     assert bad.returncode == 2 and "no-such-model" in bad.stderr
     typo = subprocess.run([sys.executable, "-m", "inference.score", "-", "--output", "-", "--set", "thresold=0"],
-                          input="", capture_output=True, text=True, cwd=ROOT, env=env)
+                          input="", capture_output=True, check=False, text=True, cwd=ROOT, env=env)
     assert typo.returncode == 2 and "inference.yaml.thresold: unknown key" in typo.stderr

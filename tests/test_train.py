@@ -1,5 +1,6 @@
 """Smoke training end to end against a real, temporary MLflow store."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_pyfunc_loads_back_and_scores_without_the_repo(smoke_run, mlflow_store, 
 
     import mlflow
 
-    proc = subprocess.run([sys.executable, "-c", PYFUNC_ALONE], cwd=tmp_path, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", PYFUNC_ALONE], cwd=tmp_path, capture_output=True, check=False, text=True,
                           env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -144,9 +145,24 @@ def test_bad_train_config_key_is_named(tmp_path):
     bad.write_text(f"extends: {ROOT / 'configs/train.yaml'}\ntagger:\n  learning_rate: 0.1\n")
     with pytest.raises(ConfigError, match=r"tagger\.learning_rate: unknown key"):
         train_config.load(bad)
-    proc = subprocess.run([sys.executable, "-m", "train", "--config", str(bad)], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "train", "--config", str(bad)], cwd=ROOT, capture_output=True, check=False,
                           text=True)
     assert proc.returncode == 2 and "tagger.learning_rate" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("override, key", [
+    ("random_swaps.rate=[0.3, 0.05]", "random_swaps.rate"),
+    ("random_swaps.rate=[0.3]", "random_swaps.rate"),
+    ("random_swaps.share=1.5", "random_swaps.share"),
+    ("calibration.band_words=[200, 50]", "calibration.band_words"),
+    ("calibration.max_clean_fp_rate=-0.01", "calibration.max_clean_fp_rate"),
+    ("context.gate=[0.2, 1.5]", "context.gate"),
+    ("context.read_share=2", "context.read_share"),
+    ("lofo.families=[moby, thesaurus]", "lofo.families"),
+])
+def test_a_value_the_pipeline_cannot_use_is_named(override, key):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: expected|^{re.escape(key)}: unknown family"):
+        train_config.load(ROOT / "configs/train.yaml", [override])
 
 
 def test_champion_validated_on_other_data_is_rescored_before_comparing(smoke_run, tmp_path_factory):

@@ -149,4 +149,32 @@ class TrainConfig:
 
 
 def load(path, overrides=None) -> TrainConfig:
-    return cfglib.load(path, TrainConfig, overrides)
+    cfg = cfglib.load(path, TrainConfig, overrides)
+    bad = problems(cfg)
+    if bad:
+        key, why = bad[0]
+        raise cfglib.ConfigError(f"{key}: {why} [in {path}]")
+    return cfg
+
+
+def problems(cfg: TrainConfig) -> list[tuple[str, str]]:
+    """(key, why) for each value of the right type that the pipeline still cannot use, so that a bad
+    value fails at load time with its name, not as an obscure error minutes into a run."""
+    from data.spinners import FAMILIES  # lazily: the spinners' modules are not needed to read a config
+
+    found = []
+    pairs = {"random_swaps.rate": (cfg.random_swaps.rate, 1.0), "calibration.band_words": (cfg.calibration.band_words,
+             float("inf")), "context.gate": (cfg.context.gate, 1.0)}
+    for key, (pair, top) in pairs.items():
+        if len(pair) != 2 or pair[1] is None:
+            found.append((key, f"expected [low, high], got {pair!r}"))
+        elif not 0 <= (pair[0] or 0) <= pair[1] <= top:  # a null low end (context.gate) is fitted
+            found.append((key, f"expected 0 <= low <= high <= {top:g}, got {pair!r}"))
+    shares = {"random_swaps.share": cfg.random_swaps.share, "context.read_share": cfg.context.read_share,
+              "calibration.max_clean_fp_rate": cfg.calibration.max_clean_fp_rate,
+              "calibration.max_paraphrase_fp_rate": cfg.calibration.max_paraphrase_fp_rate}
+    found += [(key, f"expected a share in [0, 1], got {v!r}") for key, v in shares.items() if not 0 <= v <= 1]
+    unknown = [f for f in cfg.lofo.families if f not in FAMILIES]
+    if unknown:
+        found.append(("lofo.families", f"unknown family {unknown[0]!r} (known: {', '.join(FAMILIES)})"))
+    return found

@@ -44,7 +44,7 @@ def dataset_hash(card: dict) -> str:
 
 def model_card(name: str, kind: str, det, val: dict, test: dict, table_text: str, card: dict,
                cfg: TrainConfig) -> str:
-    bullets = lambda m: "\n".join(f"- {k}: {v:.4f}" for k, v in sorted(m.items()))  # noqa: E731
+    bullets = lambda m: "\n".join(f"- {k}: {v:.4f}" for k, v in sorted(m.items()))
     bound = kind in cfg.calibration.paraphrase_bound
     return string.Template((Path(__file__).parent / "templates/model_card.md").read_text()).substitute(
         name=name, kind=kind, threshold=f"{det.threshold:.3f}", max_clean=f"{cfg.calibration.max_clean_fp_rate:.0%}",

@@ -6,6 +6,7 @@ from the families a model may know: a leave-one-family-out model never sees its 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 from data.text import is_word, words
 from inference.model.suggest import Suggester
@@ -19,7 +20,7 @@ def counts(originals: list[str]) -> tuple[Counter, Counter]:
     for text in originals:
         toks = [text[s:e].lower() for s, e in words(text)]
         unigram.update(t for t in toks if is_word(t))
-        bigram.update(f"{a} {b}" for a, b in zip(toks, toks[1:]) if is_word(a) and is_word(b))
+        bigram.update(f"{a} {b}" for a, b in pairwise(toks) if is_word(a) and is_word(b))
     return unigram, bigram
 
 
