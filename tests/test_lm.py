@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
-from data.lm import CausalLM, WordQuery, cache_dir, keep
+from data.lm import CausalLM, WordQuery, cache_dir, gguf_file, keep
 
 TEXT = "The minister said the talks had made good progress."
 
@@ -23,6 +24,10 @@ def test_the_cached_copy_gives_the_gguf_numbers_bit_for_bit(tmp_path, monkeypatc
     again = CausalLM(quantize=False)  # reads the cache
     assert likelihoods(again) == likelihoods(first)
     assert again.tokenizer(TEXT)["input_ids"] == first.tokenizer(TEXT)["input_ids"]
+    copy = gguf_file(tmp_path / "model")  # a detector's own copy of the same weights shares the cache
+    copy.parent.mkdir()
+    shutil.copyfile(first.gguf, copy)
+    assert cache_dir(copy) == cached
 
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")

