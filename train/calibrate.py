@@ -100,7 +100,7 @@ def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
     from inference.model.signals import fusion_features
 
     det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "max_sentences": cfg.max_sentences,
-                           "quantize": cfg.quantize}
+                           "precision": cfg.precision}
     det.fusion = LogisticCalibrator([0.0] * 4, 0.0, [0.0] * 4, [1.0] * 4)  # placeholder while pricing
     rng = np.random.default_rng(seed)
     short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]

@@ -93,7 +93,7 @@ class ContextSection:
     fit_texts: int  # short validation texts the word-level fusion is fitted on
     max_alternatives: int  # alternatives priced per word
     max_sentences: int  # sentences read per text: those the tagger finds likeliest spun
-    quantize: bool  # int8 linear layers for the language model
+    precision: str  # the language model's weights: bfloat16, int8 or float32 (data/lm.py, README "Speed")
 
 
 @dataclass
@@ -160,7 +160,8 @@ def load(path, overrides=None) -> TrainConfig:
 def problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     """(key, why) for each value of the right type that the pipeline still cannot use, so that a bad
     value fails at load time with its name, not as an obscure error minutes into a run."""
-    from data.spinners import FAMILIES  # lazily: the spinners' modules are not needed to read a config
+    from data.lm import PRECISIONS  # lazily: neither is needed to read a config
+    from data.spinners import FAMILIES
 
     found = []
     pairs = {"random_swaps.rate": (cfg.random_swaps.rate, 1.0), "calibration.band_words": (cfg.calibration.band_words,
@@ -174,6 +175,8 @@ def problems(cfg: TrainConfig) -> list[tuple[str, str]]:
               "calibration.max_clean_fp_rate": cfg.calibration.max_clean_fp_rate,
               "calibration.max_paraphrase_fp_rate": cfg.calibration.max_paraphrase_fp_rate}
     found += [(key, f"expected a share in [0, 1], got {v!r}") for key, v in shares.items() if not 0 <= v <= 1]
+    if cfg.context.precision not in PRECISIONS:
+        found.append(("context.precision", f"expected one of {', '.join(PRECISIONS)}, got {cfg.context.precision!r}"))
     unknown = [f for f in cfg.lofo.families if f not in FAMILIES]
     if unknown:
         found.append(("lofo.families", f"unknown family {unknown[0]!r} (known: {', '.join(FAMILIES)})"))

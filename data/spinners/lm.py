@@ -95,7 +95,7 @@ class LMSpinner:
 def build(cfg: LMConfig, resources) -> LMSpinner:
     from data.lm import shared
 
-    lm = shared(cfg.quantize)
+    lm = shared("int8" if cfg.quantize else "float32")
     counts, common = resources.counts, resources.most_common(cfg.skip_common)
     tokens, vectors = smollm2_vectors(lm)
     known = [k for k, t in enumerate(tokens) if counts.get(t, 0) > 0 and t not in common]  # candidates: news words

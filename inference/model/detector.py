@@ -149,8 +149,9 @@ class Detector:
         if getattr(self, "_context", None) is None:
             from inference.model.signals import ContextSignal
 
-            self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], ctx["quantize"],
-                                          self.lm_dir)
+            # models saved before the precision setting said quantize: int8 or float32
+            precision = ctx.get("precision") or ("int8" if ctx.get("quantize") else "float32")
+            self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], precision, self.lm_dir)
         return self._context
 
     def use_lexicon(self, phrases: list[str], score: float) -> None:

