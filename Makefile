@@ -89,6 +89,7 @@ match: $(STAMP)
 # Speed figures (printed; nothing is asserted). Needs a trained model: `make train` first.
 bench: setup
 	$(PY) bench/bench_score.py
+	$(PY) bench/bench_lm.py
 	$(PY) bench/bench_service.py
 	$(PY) bench/bench_match.py
 	$(PY) bench/bench_hostile.py
