@@ -136,6 +136,7 @@ def load_wordnet(path: str):
     """NLTK's WordNet reader over the databases at `path` (Debian's wordnet-base: /usr/share/wordnet)."""
     import shutil
     import tempfile
+    import weakref
 
     import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
@@ -160,7 +161,9 @@ def load_wordnet(path: str):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "multilingual functions are not available": not needed
-        return Reader(str(stage), None)
+        reader = Reader(str(stage), None)
+    weakref.finalize(reader, shutil.rmtree, stage, True)  # the copy (28 MB) goes with the reader, at exit at the latest
+    return reader
 
 
 def same_stem(a: str, b: str) -> bool:

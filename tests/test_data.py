@@ -250,3 +250,15 @@ def test_sentence_splitter_keeps_its_meaning_on_random_text():
     for _ in range(20_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
         assert sentences(text) == _reference_sentences(text), repr(text)
+
+
+def test_the_wordnet_copy_nltk_reads_is_gone_when_the_process_ends():
+    """NLTK reads WordNet from a staged copy (28 MB); every process that spins or builds makes one."""
+    script = ("from data.dictionaries import load_wordnet\n"
+              "r = load_wordnet('/usr/share/wordnet')\n"
+              "print(r.root, r.synsets('car')[0].lemma_names()[1])")
+    proc = subprocess.run([builder.sys.executable, "-c", script], cwd=ROOT, capture_output=True, check=False,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    stage, lemma = proc.stdout.split()
+    assert lemma == "auto" and "unspin-wordnet-" in stage and not Path(stage).exists()

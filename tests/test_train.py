@@ -113,6 +113,19 @@ def test_detector_load_from_registry_uri_scores_text_and_lists(smoke_run):
     assert len(many) == 3 and many[1]["error"] and many[0]["error"] is None
 
 
+def test_a_downloaded_model_is_deleted_with_its_detector(smoke_run):
+    import gc
+
+    from inference import Detector
+
+    det = Detector.load("models:/unspin@champion")
+    download = next(p for p in det.source.parents if p.name.startswith("unspin-"))
+    assert (det.source / "unspin.json").exists() and det.score("Talks went on.")["error"] is None
+    del det
+    gc.collect()
+    assert not download.exists()
+
+
 def test_worse_model_does_not_take_champion(smoke_run, tmp_path_factory):
     from mlflow import MlflowClient
 

@@ -20,6 +20,7 @@ import json
 import math
 import shutil
 import tempfile
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,19 +166,28 @@ class Detector:
     def load(cls, uri_or_path: str | Path, quantize: bool | None = None) -> Detector:
         """From a detector directory, an exported MLflow model directory, or any MLflow model URI
         (`models:/unspin@champion`, `models:/unspin/3`, `runs:/<id>/model`). quantize: int8 or full
-        precision encoder; None scores as the model was calibrated (its `tagger.quantize` setting)."""
-        return cls.from_dir(cls.fetch(uri_or_path), quantize)
+        precision encoder; None scores as the model was calibrated (its `tagger.quantize` setting). A downloaded
+        model (~0.2 GB) is deleted with the detector."""
+        if Path(str(uri_or_path)).exists():
+            return cls.from_dir(cls.fetch(uri_or_path), quantize)
+        download = tempfile.mkdtemp(prefix="unspin-")
+        try:
+            det = cls.from_dir(cls.fetch(uri_or_path, download), quantize)
+        except BaseException:
+            shutil.rmtree(download, ignore_errors=True)
+            raise
+        weakref.finalize(det, shutil.rmtree, download, True)  # also at interpreter exit
+        return det
 
     @staticmethod
     def fetch(uri_or_path: str | Path, dst: str | None = None) -> Path:
-        """The local detector directory of `uri_or_path`; an MLflow model is downloaded first, into `dst` (default:
-        a new temporary directory)."""
+        """The local detector directory of `uri_or_path`; an MLflow model is downloaded first, into `dst` (None:
+        a temporary folder of MLflow's choosing, left behind)."""
         path = Path(str(uri_or_path))
         if not path.exists():
             import mlflow
 
-            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri_or_path),
-                                                            dst_path=dst or tempfile.mkdtemp(prefix="unspin-")))
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(uri_or_path), dst_path=dst))
         found = path if (path / META).exists() else next((p.parent for p in sorted(path.rglob(META))), None)
         if found is None:
             raise FileNotFoundError(f"no unspin detector ({META}) under {uri_or_path}")
