@@ -36,6 +36,7 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -150,6 +151,8 @@ class Stopped:
 class ScoringProcess(Scorer):
     """One child process scoring one call at a time (a lock makes sure)."""
 
+    download: str | None = None  # where the first child downloaded the model (replacements load that copy)
+
     def __init__(self, cfg: ServiceConfig):
         self.cfg, self.max_text_bytes = cfg.scoring, cfg.max_text_bytes
         self.inference: InferenceConfig = cfg.inference
@@ -222,6 +225,9 @@ class ScoringProcess(Scorer):
         self.model_info, self.threshold = payload["model"], payload["threshold"]
         if payload["source"]:  # replacements load this very copy, even if the alias has moved since
             self.inference = dataclasses.replace(self.inference, model=payload["source"])
+        if payload["download"]:  # the child is killed, never exits: the owner deletes what it downloaded
+            self.download = payload["download"]
+            atexit.register(shutil.rmtree, self.download, True)
         log.info("scoring process %d ready in %.1f s (model %s v%s)", proc.pid, time.monotonic() - t0,
                  self.model_info["name"], self.model_info["version"])
 
@@ -286,8 +292,9 @@ def serve(conn, inference: InferenceConfig, loader: str, max_text_bytes: int, ow
         conn.send(("failed", why))
         return
     source = getattr(detector, "source", None)
+    download = detector.hand_over_download() if hasattr(detector, "hand_over_download") else None
     conn.send(("ready", {"model": detector.model_info, "threshold": detector.threshold,
-                         "source": str(source) if source else None}))
+                         "source": str(source) if source else None, "download": download}))
     while True:
         try:
             items = conn.recv()

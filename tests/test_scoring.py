@@ -122,3 +122,20 @@ def test_the_scoring_process_dies_with_its_owner(smoke_run, tmp_path):
     finally:
         owner.kill()
         owner.wait(30)
+
+
+def test_the_model_the_scoring_process_downloaded_is_deleted_when_its_owner_exits(smoke_run):
+    """The child is killed, never exits, so its owner deletes the download (~0.2 GB a start otherwise)."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from inference import settings
+        from inference.scoring import ScoringProcess
+        s = ScoringProcess(settings.load_service(None, [])).start()
+        print(s.download, os.path.isfile(os.path.join(s.inference.model, "unspin.json")), flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False, text=True,
+                          env=child_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    download, loaded = proc.stdout.split()
+    assert "unspin-" in download and loaded == "True" and not os.path.exists(download)

