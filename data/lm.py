@@ -49,7 +49,7 @@ PRECISIONS = ("bfloat16", "int8", "float32")
 
 class CausalLM:
     """precision: the weights' number format (README "Speed"). "bfloat16" prices words within a few hundredths
-    of a nat of "float32", about three times as fast on a CPU with native bf16 (AVX512-BF16, AMX). "int8" (dynamic
+    of a nat of "float32", about 2.5 times as fast on a CPU with native bf16 (AVX512-BF16, AMX). "int8" (dynamic
     int8 linear layers) is faster still but far from both: the activation outliers of the MLP's down projections
     do not survive one int8 scale per call, and surprisals move by 1.8 nats on average."""
 
