@@ -50,8 +50,9 @@ PRECISIONS = ("bfloat16", "int8", "float32")
 class CausalLM:
     """precision: the weights' number format (README "Speed"). "bfloat16" prices words within a few hundredths
     of a nat of "float32", about 2.5 times as fast on a CPU with native bf16 (AVX512-BF16, AMX). "int8" (dynamic
-    int8 linear layers) is faster still but far from both: the activation outliers of the MLP's down projections
-    do not survive one int8 scale per call, and surprisals move by 1.8 nats on average."""
+    int8 linear layers) is about as fast as bfloat16 there, faster without native bf16, but far from both: the
+    activation outliers of the MLP's down projections do not survive one int8 scale per call, and surprisals move
+    by 1.8 nats on average."""
 
     def __init__(self, path: str | Path | None = None, precision: str = "bfloat16", max_tokens: int = 256,
                  threads: int | None = None):
