@@ -96,7 +96,8 @@ def main() -> int:
     print(f"{'variant':18s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s} {'read by LM':>10s}")
     for variant in VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--variant", variant, "--articles", str(args.articles),
-                              "--batch-size", str(args.batch_size)], capture_output=True, check=False, text=True, cwd=ROOT)
+                              "--batch-size", str(args.batch_size)],
+                             capture_output=True, check=False, text=True, cwd=ROOT)
         if out.returncode:
             print(f"{variant:18s} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue

