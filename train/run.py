@@ -84,7 +84,8 @@ def jobs_for(cfg: TrainConfig) -> list[Job]:
     if cfg.baseline.enabled:
         jobs.append(Job("baseline", "baseline", register=cfg.registry.baseline_name))
     if cfg.tagger.enabled:
-        jobs.append(Job("tagger", "tagger", register=cfg.registry.name, max_train_rows=cfg.tagger.max_train_rows))
+        if cfg.tagger.main:
+            jobs.append(Job("tagger", "tagger", register=cfg.registry.name, max_train_rows=cfg.tagger.max_train_rows))
         if cfg.lofo.enabled:
             jobs += [Job(f"tagger-without-{f}", "tagger", exclude=f, max_train_rows=cfg.lofo.max_train_rows,
                          max_steps=cfg.lofo.max_steps) for f in cfg.lofo.families]
