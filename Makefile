@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps data train test test-slow score score-spark serve serve-mlflow worker redis match bench mlflow-ui clean
+.PHONY: setup system-deps data train lofo test test-slow score score-spark serve serve-mlflow worker redis match bench mlflow-ui clean
 
 setup: $(STAMP) system-deps
 
@@ -37,9 +37,13 @@ $(STAMP): pyproject.toml
 data: setup
 	$(PY) -m data.build --config $(DATA_CONFIG)
 
-# Builds the dataset first when the config's dataset is missing.
+# Builds the dataset first when the config's dataset is missing. Trains, evaluates and registers the shipped model.
 train: setup
 	$(PY) -m train --config $(CONFIG)
+
+# Generalisation: the leave-one-family-out folds (configs/lofo.yaml), in their own MLflow experiment.
+lofo: setup
+	$(PY) -m train --config configs/lofo.yaml
 
 test: setup
 	$(PY) -m ruff check .

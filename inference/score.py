@@ -18,6 +18,7 @@ from data import cli
 from inference import settings
 from inference.io.batch import run_batch
 from inference.io.outputs import check_not_an_input
+from inference.model.detector import MODES, SPANS
 from inference.report import Report, summary_line
 from inference.scoring import load_detector, score_batch
 
@@ -28,14 +29,14 @@ CONFIGURED = object()
 
 def run(inputs: list[str], output: str, model=CONFIGURED, threshold=CONFIGURED, resume: bool = False,
         batch_size=CONFIGURED, max_bytes=CONFIGURED, progress: bool = True, quantize=CONFIGURED,
-        report: str | None = None) -> dict:
+        report: str | None = None, mode=CONFIGURED, spans=CONFIGURED) -> dict:
     """Score `inputs` into `output` (and the HTML `report`); returns the summary figures. `model`, `threshold`,
-    `batch_size`, `max_bytes` and `quantize` not given are read from configs/inference.yaml."""
+    `batch_size`, `max_bytes`, `quantize`, `mode` and `spans` not given are read from configs/inference.yaml."""
     for out in (output, report):  # before anything else: the writers would truncate them
         if out is not None:
             check_not_an_input(out, inputs)
     given = {"model": model, "threshold": threshold, "batch_size": batch_size, "max_bytes": max_bytes,
-             "quantize": quantize}
+             "quantize": quantize, "mode": mode, "spans": spans}
     cfg = dataclasses.replace(settings.load(), **{k: v for k, v in given.items() if v is not CONFIGURED})
     det = load_detector(cfg)
     return score_files(det, inputs, output, resume, cfg.batch_size, cfg.max_bytes, progress, report)
@@ -66,7 +67,7 @@ def score_files(det, inputs: list[str], output: str, resume: bool = False, batch
         html.close(summary_line(counts, ["spun", "clean", "errors"], det.model_info, det.threshold))
     return {**{k: counts[k] for k in ("records", "spun", "clean", "errors", "skipped")},
             "seconds": round(seconds, 2), "articles_per_second": round(counts["records"] / max(seconds, 1e-9), 2),
-            "model": det.model_info, "threshold": det.threshold}
+            "model": det.model_info, "threshold": det.threshold, "mode": det.mode}
 
 
 def main(argv=None) -> int:
@@ -82,6 +83,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
                     help="int8 (or --no-quantize: full-precision) encoder weights; default: as the model was calibrated")
+    ap.add_argument("--mode", choices=MODES, help="thorough: the language model reads every sentence; fast: the "
+                                                  "tagger alone (default `mode`: the model's own)")
+    ap.add_argument("--spans", choices=SPANS, help="flagged: spans of texts labelled spun only; all: of every text "
+                                                   "(default `spans`)")
     ap.add_argument("--report", metavar="REPORT.html",
                     help="also write the records over their texts as one HTML page (spans highlighted, offline)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -95,13 +100,15 @@ def main(argv=None) -> int:
         threshold = cfg.threshold if args.threshold is None else args.threshold
         summary = run(args.inputs, args.output, model, threshold, args.resume, args.batch_size or cfg.batch_size,
                       cfg.max_bytes, progress=not args.quiet,
-                      quantize=cfg.quantize if args.quantize is None else args.quantize, report=args.report)
+                      quantize=cfg.quantize if args.quantize is None else args.quantize, report=args.report,
+                      mode=args.mode or cfg.mode, spans=args.spans or cfg.spans)
     except Exception as e:  # noqa: BLE001 - the command cannot run: say why, exit non-zero
         return cli.fail(e, name_the_error=True)
     print(f"{summary['records']} records: {summary['spun']} spun, {summary['clean']} clean, "
           f"{summary['errors']} errors, {summary['skipped']} skipped (resume); "
           f"{summary['articles_per_second']} articles/s; model {summary['model']['name']} "
-          f"v{summary['model']['version']}, threshold {summary['threshold']:.3f}", file=sys.stderr)
+          f"v{summary['model']['version']}, {summary['mode']} mode, threshold {summary['threshold']:.3f}",
+          file=sys.stderr)
     return 0
 
 

@@ -86,10 +86,10 @@ def score_items(det, items: list[tuple[str, object]], max_text_bytes: int) -> li
 
 
 def load_detector(cfg: InferenceConfig):
-    """The model of the inference section, quantized and with its threshold override as configured."""
+    """The model of the inference section, in its mode, quantized and with its threshold override as configured."""
     from inference.model.detector import Detector
 
-    det = Detector.load(cfg.model, quantize=cfg.quantize)
+    det = Detector.load(cfg.model, quantize=cfg.quantize, mode=cfg.mode, spans=cfg.spans)
     if cfg.threshold is not None:
         det.threshold = float(cfg.threshold)
     return det
@@ -106,6 +106,7 @@ class Scorer:
 
     model_info: dict | None = None
     threshold: float | None = None
+    mode: str | None = None
 
     def start(self) -> Scorer:
         return self
@@ -119,7 +120,7 @@ class Scorer:
                 for (rid, _), out in zip(items, self.score(items))]
 
     def error_record(self, rid, message: str) -> dict:
-        return error_record(rid, message, self.threshold, self.model_info)
+        return error_record(rid, message, self.threshold, self.model_info, self.mode)
 
     def close(self) -> None:
         pass
@@ -136,6 +137,10 @@ class InProcess(Scorer):
     @property
     def threshold(self) -> float:
         return self.detector.threshold
+
+    @property
+    def mode(self) -> str:
+        return self.detector.mode
 
     def score(self, items):
         return score_items(self.detector, items, self.max_text_bytes)
@@ -222,7 +227,7 @@ class ScoringProcess(Scorer):
         if kind != "ready":
             self._reap()
             raise ScoringFailed(payload)
-        self.model_info, self.threshold = payload["model"], payload["threshold"]
+        self.model_info, self.threshold, self.mode = payload["model"], payload["threshold"], payload["mode"]
         if payload["source"]:  # replacements load this very copy, even if the alias has moved since
             self.inference = dataclasses.replace(self.inference, model=payload["source"])
         if payload["download"]:  # the child is killed, never exits: the owner deletes what it downloaded
@@ -293,7 +298,7 @@ def serve(conn, inference: InferenceConfig, loader: str, max_text_bytes: int, ow
         return
     source = getattr(detector, "source", None)
     download = detector.hand_over_download() if hasattr(detector, "hand_over_download") else None
-    conn.send(("ready", {"model": detector.model_info, "threshold": detector.threshold,
+    conn.send(("ready", {"model": detector.model_info, "threshold": detector.threshold, "mode": detector.mode,
                          "source": str(source) if source else None, "download": download}))
     while True:
         try:

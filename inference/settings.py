@@ -20,6 +20,7 @@ from pathlib import Path
 
 from data import cli
 from data import configfile as cfglib
+from inference.model.detector import MODES, SPANS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT = CONFIGS / "inference.yaml"
@@ -39,6 +40,8 @@ class InferenceConfig:
     max_bytes: int  # batch command: a larger file or text gets an error record
     threads: int  # torch intra-op threads per process (UNSPIN_THREADS wins when set)
     quantize: bool | None  # int8/full-precision encoder; None: as the model was calibrated (README: speed)
+    mode: str | None  # thorough | fast; None: the model's default
+    spans: str  # flagged: spans of texts labelled spun only; all: of every text
 
 
 @dataclass
@@ -155,6 +158,10 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
     if cfg.threshold is not None and not 0 <= cfg.threshold <= 1:
         raise cfglib.ConfigError(f"{path.name}.threshold: must be between 0 and 1, got {cfg.threshold}")
     _at_least_1(path.name, {"batch_size": cfg.batch_size, "max_bytes": cfg.max_bytes, "threads": cfg.threads})
+    for key, allowed in (("mode", (None, *MODES)), ("spans", SPANS)):
+        if getattr(cfg, key) not in allowed:
+            raise cfglib.ConfigError(f"{path.name}.{key}: expected one of {', '.join(map(str, allowed))}, "
+                                     f"got {getattr(cfg, key)!r}")
     return cfg
 
 

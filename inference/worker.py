@@ -419,7 +419,7 @@ class Worker:
                 self._leave_pending([a.message.message_id], str(out))
                 continue
             if a.error:  # known before scoring (undecodable text bytes)
-                out = error_record(a.id, a.error, out["threshold"], out["model"])
+                out = error_record(a.id, a.error, out["threshold"], out["model"], out["mode"])
             answered.append((a, out))
         self._write_verdicts(answered)
 

@@ -23,6 +23,7 @@ LOADERS = {
     "train.yaml": train_config.load,
     "smoke.yaml": train_config.load,
     "train-full.yaml": train_config.load,
+    "lofo.yaml": train_config.load,
     "data.yaml": data_build.load_config,
     "inference.yaml": settings.load,
     "service.yaml": settings.load_service,

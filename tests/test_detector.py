@@ -88,11 +88,11 @@ def test_a_text_scores_the_same_alone_and_in_any_batch(detector, monkeypatch):
     text = ("Washington's best diplomat stated the overseas ministers met a 12 months in the past. "
             "The talks, which ran late into the night, ended with no agreement on trade.")
     others = ["Shares fell.", "A " + "very long sentence about the markets and the weather " * 12 + "ended."]
-    assert detector.tagger.quantized and detector.context is not None
-    monkeypatch.setattr(detector, "gate", (0.0, 1.0))  # the language model reads every text
-    read = detector.stats["context_texts"]
+    assert detector.tagger.quantized and detector.context is not None and detector.mode == "thorough"
+    read = detector.stats["read_words"]
     alone = detector.score(text)
-    assert detector.stats["context_texts"] == read + 1  # the language model read it too
+    assert detector.stats["read_words"] == read + len(text.split())  # the language model read every word
+    assert alone["read"] == 1.0
     assert detector.score([others[1], text, others[0]], ids=["x", 0, "y"])[1] == alone
     probs = detector.tagger.word_probs([text, *others])[0]
     assert np.array_equal(probs, detector.tagger.word_probs([text])[0])
@@ -122,20 +122,59 @@ def test_hashed_ngrams_are_stable_across_processes_and_batches(tmp_path):
     assert eval(out) == together.sum(axis=0).nonzero()[0].tolist()
 
 
-def test_a_length_bands_shift_moves_its_texts_scores_and_is_saved(detector, tmp_path):
+def test_a_score_is_its_length_bands_curve_of_its_mode_raw_score(detector, tmp_path):
     from inference import Detector
-    from inference.model.detector import logit
 
-    assert min(detector.band_shift.values()) == 0.0  # fitted: the binding band is not shifted, the others rise
-    assert all(v >= 0 for v in detector.band_shift.values())
     short = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
     long = " ".join(f"Report {i} said the council met on Monday to discuss the budget and the new school."
                     for i in range(20))
     det = Detector.load(detector.save(tmp_path / "a"))
-    det.band_shift = {"article": 1.5}
-    assert [det.band(a) for a in det.analyse([short, long])] == ["sentence", "article"]
-    unshifted = det.unshifted(det.analyse([short, long]))
-    scores = [r["score"] for r in det.score([short, long])]
-    assert scores[0] == pytest.approx(unshifted[0], abs=1e-6)
-    assert logit(scores[1]) - logit(unshifted[1]) == pytest.approx(1.5, abs=1e-3)
-    assert Detector.load(det.save(tmp_path / "b")).score([short, long]) == det.score([short, long])
+    analyses = det.analyse([short, long])
+    assert [det.band(a) for a in analyses] == ["sentence", "article"]
+    for mode in ("thorough", "fast"):
+        det.mode = mode
+        m = det.modes[mode]
+        raw = m.raw(det.features(analyses, m.reads)[0])
+        records = det.score([short, long])
+        assert [r["score"] for r in records] == pytest.approx(
+            [m.bands["sentence"](raw[0])[0], m.bands["article"](raw[1])[0]], abs=1e-6)
+        assert {r["mode"] for r in records} == {mode} and (records[0]["read"] is None) == (mode == "fast")
+    with pytest.raises(ValueError, match="mode: expected one of thorough, fast"):
+        det.mode = "slow"
+    assert Detector.load(det.save(tmp_path / "b"), mode="fast").score([short, long]) == det.score([short, long])
+
+
+def test_a_clean_label_shows_no_spans_unless_all_are_asked_for(detector, tmp_path):
+    from inference import Detector
+
+    text = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
+    det = Detector.load(detector.save(tmp_path / "a"), spans="all")
+    det.threshold = 1.0  # every text is labelled clean
+    everything = det.score(text)
+    assert everything["label"] == "clean" and everything["spans"]
+    det.show_spans = "flagged"
+    assert det.score(text)["spans"] == []
+    det.threshold = 0.0
+    assert det.score(text)["spans"] == everything["spans"]
+
+
+def test_a_spun_copy_scores_above_its_clean_original(detector):
+    clean = ("Washington's top diplomat said on Monday that foreign ministers had agreed to meet again a year ago, "
+             "and that economic support for the region would continue.")
+    spun = ("Washington's prime diplomat stated on Monday that overseas ministers had agreed to satisfy once more a "
+            "12 months in the past, and that financial help for the area would proceed.")
+    a, b = detector.score([clean, spun])
+    assert a["score"] < b["score"]
+
+
+def test_every_domains_clean_validation_texts_are_labelled_clean(detector, smoke_run, tmp_path_factory):
+    """Each band's 0.5 sits above the clean validation texts of every domain (the smoke config holds it to
+    0.5%, which in slices this small is their loudest text), news or not."""
+    from datasets import load_from_disk
+
+    val = load_from_disk(str(tmp_path_factory.getbasetemp() / "smoke-data"))["validation"].to_list()
+    domains = ("wikipedia", "science", "reviews", "forum", "fiction_essays", "legal")
+    for domain in domains:
+        texts = [r["text"] for r in val if r["source"] == domain and r["kind"] == "original"][:3]
+        assert texts, domain
+        assert [r["label"] for r in detector.score(texts)] == ["clean"] * len(texts), domain

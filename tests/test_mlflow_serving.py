@@ -7,6 +7,7 @@ import sys
 import httpx
 import pytest
 
+from inference.model.record import FIELDS
 from tests.conftest import PARAGRAPHS
 from tests.servers import Server, free_port
 
@@ -48,7 +49,7 @@ def invoke(url: str, payload: dict) -> list[dict]:
 def assert_same(got: list[dict], want: list[dict]) -> None:
     assert len(got) == len(want)
     for g, w in zip(got, want):
-        assert set(g) == set(w) == {"id", "score", "label", "threshold", "model", "sentences", "spans", "error"}
+        assert set(g) == set(w) == set(FIELDS)
         assert (g["id"], g["label"], g["error"], g["model"]) == (w["id"], w["label"], w["error"], w["model"])
         assert g["threshold"] == pytest.approx(w["threshold"])
         if w["score"] is None:

@@ -26,14 +26,17 @@ def fields(model) -> list[str]:
 
 @pytest.fixture
 def det() -> Detector:
-    return Detector({"name": "unspin", "version": "7", "threshold": 0.6})
+    curve = {"at": 0.0, "slope": 1.0}
+    return Detector({"name": "unspin", "version": "7", "threshold": 0.6, "modes": {"fast": {
+        "zero_shot_weight": 0.0, "tagger_weight": 1.0, "span_threshold": 0.5,
+        "bands": {b: curve for b in ("sentence", "paragraph", "article")}}}})
 
 
 def scored_record(det: Detector) -> dict:
     """What Detector.record makes of a scored text: one sentence, "best diplomat" flagged."""
     words = [(0, 3), (4, 8), (9, 17), (18, 23), (24, 26), (27, 33), (33, 34)]
     probs = np.array([0.1, 0.9, 0.8, 0.2, 0.1, 0.1, 0.1], dtype=np.float32)
-    s = Sentence(0, len(TEXT), words, probs, probs, score=0.83)
+    s = Sentence(0, len(TEXT), words, probs, score=0.83)
     return det.record("a1", Analysis(TEXT, [s]), np.float64(0.75))
 
 
@@ -47,7 +50,7 @@ def test_a_detector_record_has_exactly_the_defined_fields(det):
 
 
 def test_every_error_record_is_the_defined_one(det):
-    expected = error_record("e", "empty text", 0.6, {"name": "unspin", "version": "7"})
+    expected = error_record("e", "empty text", 0.6, {"name": "unspin", "version": "7"}, "fast")
     assert tuple(expected) == FIELDS and ScoreRecord.model_validate(expected).model_dump() == expected
     assert det.score("   ", ids=["e"]) == expected                        # the Detector's own check
     assert det.error_record("e", "empty text") == expected
@@ -76,7 +79,7 @@ def test_spark_schema_is_the_defined_record():
     # the DDL string Spark has always been given (its JSON and Parquet columns), derived now from the definition
     assert spark.RECORD == (
         "id string, score double, label string, threshold double, model struct<name: string, version: string>, "
-        "sentences array<struct<start: int, end: int, score: double>>, "
+        "mode string, read double, sentences array<struct<start: int, end: int, score: double>>, "
         "spans array<struct<start: int, end: int, text: string, score: double, suggestion: string>>, error string")
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from inference import score
+from inference.model.record import FIELDS
 from tests.conftest import PARAGRAPHS, ROOT
 
 CLEAN = "\n\n".join(PARAGRAPHS[:6])
@@ -68,7 +69,7 @@ def test_one_record_per_input_in_order_with_errors(scored):
     assert any("line 2" in e for e in errors.values()) and any("missing id" in e for e in errors.values())
     assert summary["errors"] == len(errors) and summary["spun"] + summary["clean"] + summary["errors"] == 15
     for r in recs:
-        assert set(r) == {"id", "score", "label", "threshold", "model", "sentences", "spans", "error"}
+        assert set(r) == set(FIELDS)
         assert r["model"]["name"] == "unspin" and (r["error"] is None) == (r["score"] is not None)
 
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from inference import settings
+from inference.model.record import FIELDS
 from tests.conftest import PARAGRAPHS
 from tests.hooks import Held, hold_text, holds
 from tests.servers import Server, child_env, free_port, serve_in_thread, start_service
@@ -124,7 +125,7 @@ def response_schema(spec: dict, path: str, method: str = "post", code: str = "20
 
 def assert_record(rec: dict, text: str, spec: dict) -> None:
     check(rec, spec["components"]["schemas"]["ScoreRecord"], spec)
-    assert set(rec) == {"id", "score", "label", "threshold", "model", "sentences", "spans", "error"}
+    assert set(rec) == set(FIELDS)
     assert (rec["error"] is None) == (rec["score"] is not None) == (rec["label"] is not None)
     if rec["error"] is None:
         assert 0 <= rec["score"] <= 1 and rec["label"] == ("spun" if rec["score"] >= rec["threshold"] else "clean")

@@ -5,7 +5,16 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from data.text import words
-from inference.model.detector import Analysis, Detector, LogisticCalibrator, logit, sentence_features, text_features
+from inference.model.detector import (
+    BANDS,
+    Analysis,
+    BandMap,
+    Detector,
+    LogisticCalibrator,
+    Mode,
+    sentence_features,
+    text_features,
+)
 from train.config import CalibrationSection, ContextSection
 from train.metrics import slice_metrics, word_figures, word_scores
 
@@ -36,13 +45,6 @@ def best_word_threshold(rows, analyses) -> float:
     return best[1]
 
 
-def shipped_threshold(clean_scores, max_fp_rate: float, floor: float = 0.5) -> float:
-    """Lowest threshold (not below `floor`) that flags at most `max_fp_rate` of the clean scores."""
-    c = np.sort(np.asarray(clean_scores, dtype=np.float64))[::-1]
-    allowed = int(np.floor(max_fp_rate * len(c)))
-    return float(max(floor, c[allowed] + 1e-6)) if len(c) > allowed else floor
-
-
 LEVELS = ("sentence", "paragraph", "article")
 
 
@@ -67,13 +69,14 @@ def per_level(rows: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
 
 def fit_calibrators(det: Detector, rows: list[dict], analyses: list[Analysis],
                     seed: int) -> tuple[LogisticCalibrator, LogisticCalibrator]:
-    """Sentence calibrator on the sentences' word probabilities, then text calibrator on the sentence scores."""
+    """Stage one: sentence calibrator on the sentences' word probabilities, then text calibrator on the sentence
+    probabilities."""
     X = [sentence_features(s, det.word_threshold) for a in analyses for s in a.sentences]
     y = [lab for r, a in zip(rows, analyses) for lab in sentence_labels(r, a)]
-    sentence = fit_logistic(X, y, seed)
-    det.calibrate_with(analyses, sentence, None)
+    det.sentence_calibrator, det.text_calibrator = fit_logistic(X, y, seed), None
+    det.stage_one(analyses)
     text = fit_logistic([text_features(a, det.word_threshold) for a in analyses], [r["label"] for r in rows], seed)
-    return sentence, text
+    return det.sentence_calibrator, text
 
 
 def word_labels_of(row: dict, a: Analysis) -> list[np.ndarray]:
@@ -82,90 +85,152 @@ def word_labels_of(row: dict, a: Analysis) -> list[np.ndarray]:
     return [np.array([gold.get(w[0], 0) for w in s.words]) for s in a.sentences]
 
 
-def gate_low(scores: np.ndarray, levels: np.ndarray, high: float, share: float) -> float:
-    """The lowest score from which the texts up to `high` are at most `share` of each level's texts: the
-    language model reads again those the tagger leans to call spun, within a fixed cost."""
-    low = 0.0
-    for lv in set(levels.tolist()):
-        mine = np.sort(scores[(levels == lv) & (scores <= high)])[::-1]
-        allowed = int(np.floor(share * (levels == lv).sum()))
-        if allowed < len(mine):
-            low = max(low, float(mine[allowed]) + 1e-9)
-    return low
+def fit_fusion(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: ContextSection, seed: int) -> dict:
+    """The language-model stage's settings, and its word-level fusion (tagger logit, log-ratio, surprisal, known)
+    fitted on a sample of short validation texts: the per-word probability thorough mode highlights with."""
+    from inference.model.signals import FEATURES, fusion_features
 
-
-def fit_context(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: ContextSection, seed: int) -> dict:
-    """Fit the language-model stage: the word-level fusion on a sample of short validation texts, then the
-    calibrators of the texts the tagger is unsure of (stage-one score inside the gate)."""
-    from inference.model.signals import fusion_features
-
-    det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "max_sentences": cfg.max_sentences,
+    det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "max_words": cfg.max_words,
                            "precision": cfg.precision}
-    det.fusion = LogisticCalibrator([0.0] * 4, 0.0, [0.0] * 4, [1.0] * 4)  # placeholder while pricing
     rng = np.random.default_rng(seed)
     short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]
     sample = sorted(rng.choice(short, min(len(short), cfg.fit_texts), replace=False).tolist())
     det.context.price([(analyses[i], analyses[i].sentences) for i in sample])
-    X = np.vstack([fusion_features(s.tagger_probs, s.context) for i in sample for s in analyses[i].sentences])
+    X = np.vstack([fusion_features(s.probs, s.context) for i in sample for s in analyses[i].sentences])
     y = np.concatenate([lab for i in sample for lab in word_labels_of(rows[i], analyses[i])])
     det.fusion = fit_logistic(X, y, seed)
-    stage1 = det.calibrate_with(analyses, det.sentence_calibrator, det.text_calibrator)
-    low, high = cfg.gate
-    if low is None:
-        low = gate_low(np.array(stage1), np.array([r["level"] for r in rows]), high, cfg.read_share)
-    det.gate = (low, high)
-    gated = det.in_gate(analyses, stage1)
-    picked = [analyses[i] for i in gated]
-    det.fuse(picked)
-    det.context_calibrators = fit_calibrators(det, [rows[i] for i in gated], picked, seed)
-    return {"context_fit_words": len(y), "context_gated_share": len(gated) / max(1, len(rows)),
-            "context_gate_low": low,
-            **{f"context_fusion_{k}": c for k, c in zip(("logit", "ratio", "surprisal", "known"), det.fusion.coef)}}
+    return {"context_fit_words": len(y), **{f"context_fusion_{k}": c for k, c in zip(FEATURES, det.fusion.coef)}}
 
 
-def band_thresholds(scores, band, clean, paraphrase, cfg: CalibrationSection) -> tuple[float, dict[str, float]]:
-    """(shipped threshold, {band: logit shift}): each band's own threshold flags at most `max_clean_fp_rate` of its
-    `clean` scores and `max_paraphrase_fp_rate` of its `paraphrase` ones; the shipped one is the strictest, and
-    each band's shift lifts its own threshold to it."""
-    own = {b: max(shipped_threshold(scores[(band == b) & clean], cfg.max_clean_fp_rate),
-                  shipped_threshold(scores[(band == b) & paraphrase], cfg.max_paraphrase_fp_rate))
-           for b in LEVELS if ((band == b) & clean).any()}
-    threshold = max(own.values(), default=0.5)
-    return threshold, {b: float(logit(threshold) - logit(t)) for b, t in own.items()}
+def decision_point(raw: np.ndarray, slices: dict[str, np.ndarray], rate: float, min_texts: int) -> tuple[float, str]:
+    """(the lowest raw score that flags at most `rate` of every slice's texts, the slice that sets it). Slices
+    smaller than `min_texts` count only when no slice is that large (then pooled)."""
+    big = {k: m for k, m in slices.items() if m.sum() >= min_texts}
+    if not big and slices:
+        big = {"pooled": np.logical_or.reduce(list(slices.values()))}
+    best = (-np.inf, "none")
+    for key, mask in big.items():
+        c = np.sort(raw[mask])[::-1]
+        allowed = int(np.floor(rate * len(c)))
+        if allowed < len(c):
+            best = max(best, (float(c[allowed]) + 1e-6, key))
+    return best if np.isfinite(best[0]) else (0.0, "none")
 
 
-def fit_threshold(det: Detector, rows: list[dict], sample: list[dict], analyses: list[Analysis],
-                  cfg: CalibrationSection, seed: int) -> dict:
-    """Set the shipped threshold and the length bands' shifts (`band_thresholds`; paraphrases bind the kinds in
-    `paraphrase_bound`): one unshifted threshold held paragraphs and articles to the sentences' bound (0% of
-    them flagged, at the cost of their recall), a shifted one keeps each band to its own. The clean texts are
-    the calibration sample's and more, up to `threshold_texts` a level: 1% of the sample's ~40 clean articles is
-    its loudest one, and the threshold swung between runs with that one text."""
-    def is_clean(r):
-        return r["kind"] in ("original", "verbatim")
+def fit_slope(raw: np.ndarray, labels: np.ndarray, at: float, seed: int) -> float:
+    """The band curve's slope: logistic regression of the label on raw - at, with no intercept (the anchor
+    holds) and balanced classes (a stated prior of one half)."""
+    if len(set(labels.tolist())) < 2:
+        return 1.0
+    clf = LogisticRegression(fit_intercept=False, class_weight="balanced", C=100.0, max_iter=1000,
+                             random_state=seed).fit((raw - at).reshape(-1, 1), labels)
+    return max(float(clf.coef_[0][0]), 1e-3)  # a curve that falls with the raw score would invert the ranking
 
-    def is_paraphrase(r):
-        return r["source"] in cfg.paraphrase_sources and r["kind"] == "paraphrase"
 
-    taken = {r["id"] for r in sample}
-    more = [r for r in per_level([r for r in rows if is_clean(r) or is_paraphrase(r)], cfg.threshold_texts, seed)
-            if r["id"] not in taken]
-    bound, analyses = sample + more, analyses + det.analyse([r["text"] for r in more])
+def span_threshold(det: Detector, rows: list[dict], analyses: list[Analysis], clean: list[Analysis],
+                   cfg: CalibrationSection) -> tuple[float, dict]:
+    """The current mode's highlight threshold: the lowest word probability (on a grid) at which the validation
+    spun words flagged are right `span_precision` of the time, raised until the `clean` texts carry at most
+    `max_clean_spans` spans on average."""
+    probs = np.concatenate([word_scores(r, a, det.word_probs) for r, a in zip(rows, analyses)])
+    gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
+    grid = np.round(np.arange(0.5, 0.996, 0.01), 3)
+    figures = {t: word_figures(probs > t, gold) for t in grid}
+    ok = [t for t in grid if figures[t]["word_precision"] >= cfg.span_precision and figures[t]["word_recall"] > 0]
+    chosen = float(ok[0] if ok else grid[-1])
+    for t in grid[grid >= chosen]:
+        det.modes[det.mode].span_threshold = float(t)
+        chosen = float(t)
+        if not clean or np.mean([len(det.spans(a)) for a in clean]) <= cfg.max_clean_spans:
+            break
+    m = figures[min(grid, key=lambda t: abs(t - chosen))]
+    spans = float(np.mean([len(det.spans(a)) for a in clean])) if clean else float("nan")
+    return chosen, {"span_threshold": chosen, "val_word_precision": m["word_precision"],
+                    "val_word_recall": m["word_recall"], "val_clean_spans_per_text": spans}
+
+
+def is_clean(r: dict) -> bool:
+    return r["kind"] in ("original", "verbatim")
+
+
+def per_source(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """At most `limit` rows of every (source, level) (a fixed sample, in order)."""
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["source"], r["level"]), []).append(r)
+    out = []
+    for key in sorted(groups):
+        g = groups[key]
+        out += [g[i] for i in sorted(rng.permutation(len(g))[: limit or len(g)].tolist())]
+    return out
+
+
+def threshold_rows(rows: list[dict], taken: set, cfg: CalibrationSection, seed: int) -> list[dict]:
+    """Clean texts (and paraphrases) of every (source, level) beyond the calibration sample, at most
+    `threshold_texts` each: what each band's decision point is held to."""
+    held = [r for r in rows if r["id"] not in taken and (is_clean(r) or r["source"] in cfg.paraphrase_sources)]
+    return per_source(held, cfg.threshold_texts, seed)
+
+
+def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sample: int, cfg: CalibrationSection,
+              context: ContextSection | None, seed: int) -> dict:
+    """Each mode's band curves and highlight threshold on `rows` (the calibration sample and the clean texts
+    beyond it): per band, 0.5 sits where the band's clean texts of the worst domain (source) are flagged at
+    `max_clean_fp_rate` (paraphrases at `max_paraphrase_fp_rate`, for the kinds in `paraphrase_bound`). The
+    highlight threshold is chosen on the sample's (the first `n_sample` rows') short spun and clean texts."""
+    weights = {"fast": (0.0, 1.0)}
+    if context is not None and det.context is not None:
+        weights["thorough"] = (1.0, context.tagger_weight)
     det.band_words = tuple(cfg.band_words)
-    unshifted = det.unshifted(analyses)
     band = np.array([det.band(a) for a in analyses])
-    clean, paraphrase = np.array([is_clean(r) for r in bound]), np.array([is_paraphrase(r) for r in bound])
+    source = np.array([r["source"] for r in rows])
+    labels = np.array([r["label"] for r in rows])
+    clean = np.array([is_clean(r) for r in rows])
+    paraphrase = np.array([r["source"] in cfg.paraphrase_sources and r["kind"] == "paraphrase" for r in rows])
     held = paraphrase & (det.meta["kind"] in cfg.paraphrase_bound)
-    det.threshold, det.band_shift = band_thresholds(np.array(unshifted), band, clean, held, cfg)
-    scores = np.array(det.shifted(analyses, unshifted))
-    out = {"val_paraphrase_fpr": float((scores[paraphrase] >= det.threshold).mean()) if paraphrase.any()
-           else float("nan")}
-    for b in LEVELS:
-        mine = (band == b) & clean
-        out[f"threshold_clean_{b}"] = int(mine.sum())
-        if mine.any():
-            out[f"val_{b}_clean_fpr"] = float((scores[mine] >= det.threshold).mean())
-            out[f"band_shift_{b}"] = det.band_shift[b]
+    short = [i for i, r in enumerate(rows[:n_sample]) if r["level"] != "article" and analyses[i].sentences]
+    out = {}
+    det.modes = {}
+    for name, (zw, tw) in weights.items():
+        X, _ = det.features(analyses, reads=zw != 0)
+        raw = zw * X[:, 0] + tw * X[:, 1]
+        bands = {}
+        for b in BANDS:
+            mine = band == b
+            slices = {f"clean.{d}": mine & clean & (source == d) for d in sorted(set(source[mine & clean]))}
+            at, binding = decision_point(raw, slices, cfg.max_clean_fp_rate, cfg.min_slice_texts)
+            if (mine & held).any():
+                at = max(at, decision_point(raw, {"paraphrase": mine & held}, cfg.max_paraphrase_fp_rate, 1)[0])
+            bands[b] = BandMap(at, fit_slope(raw[mine], labels[mine], at, seed) if mine.any() else 1.0)
+            out[f"{name}.band.{b}.at"], out[f"{name}.band.{b}.slope"] = bands[b].at, bands[b].slope
+            det.meta.setdefault("binding", {}).setdefault(name, {})[b] = binding  # which slice set the 0.5
+        det.modes[name] = Mode(zw, tw, bands, 0.5)
+        det.mode = name
+        det.calibrate(analyses)  # sentence scores of this mode, before spans are counted
+        clean_texts = [analyses[i] for i in np.flatnonzero(clean)]
+        _, figures = span_threshold(det, [rows[i] for i in short], [analyses[i] for i in short], clean_texts, cfg)
+        out.update({f"{name}.{k}": v for k, v in figures.items()})
+    det.mode = context.default_mode if context is not None and context.default_mode in det.modes else "fast"
+    det.threshold = 0.5
+    return out
+
+
+def clean_fpr(scores: np.ndarray, rows: list[dict], bands: list[str], threshold: float, prefix: str) -> dict:
+    """Share of clean texts flagged per (domain, band), with their counts, and the median clean score per band."""
+    out = {}
+    clean = np.array([is_clean(r) for r in rows])
+    source, band = np.array([r["source"] for r in rows]), np.array(bands)
+    for d in sorted(set(source[clean])):
+        for b in BANDS:
+            mask = clean & (source == d) & (band == b)
+            if mask.any():
+                out[f"{prefix}_clean_fpr.{d}.{b}"] = float((scores[mask] >= threshold).mean())
+                out[f"{prefix}_clean_n.{d}.{b}"] = int(mask.sum())
+    for b in BANDS:
+        mask = clean & (band == b)
+        if mask.any():
+            out[f"{prefix}_clean_median.{b}"] = float(np.median(scores[mask]))
     return out
 
 
@@ -173,23 +238,27 @@ def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, se
                     context: ContextSection | None = None) -> dict:
     """Calibrate `det` in place on validation `rows` (with the language-model stage when `context` is
     given and enabled); returns validation metrics."""
-
-    everything, rows = rows, per_level(rows, cfg.max_validation_texts, seed)
-    analyses = det.analyse([r["text"] for r in rows])
-    short = [(r, a) for r, a in zip(rows, analyses) if r["level"] != "article"]
+    sample = per_level(rows, cfg.max_validation_texts, seed)
+    bound = threshold_rows(rows, {r["id"] for r in sample}, cfg, seed)
+    analyses = det.analyse([r["text"] for r in sample + bound])
+    first = analyses[: len(sample)]
+    short = [(r, a) for r, a in zip(sample, first) if r["level"] != "article"]
     if det.tagger is not None:
         det.word_threshold = cfg.word_threshold or best_word_threshold(*zip(*short))
-    det.sentence_calibrator, det.text_calibrator = fit_calibrators(det, rows, analyses, seed)
+    det.sentence_calibrator, det.text_calibrator = fit_calibrators(det, sample, first, seed)
     extra = {}
-    if context is not None and context.enabled and det.tagger is not None and det.suggester is not None:
-        extra = fit_context(det, rows, analyses, context, seed)
-    extra.update(fit_threshold(det, everything, rows, analyses, cfg, seed))
+    use_context = context is not None and context.enabled and det.tagger is not None and det.suggester is not None
+    if use_context:
+        extra = fit_fusion(det, sample, first, context, seed)
+    extra.update(fit_modes(det, sample + bound, analyses, len(sample), cfg, context if use_context else None, seed))
     scores = np.array(det.calibrate(analyses))
-    level = np.array([r["level"] for r in rows])
-    labels = np.array([r["label"] for r in rows])
+    everything = sample + bound
+    extra.update(clean_fpr(scores, everything, [det.band(a) for a in analyses], det.threshold, "val"))
+    level = np.array([r["level"] for r in sample])
+    labels = np.array([r["label"] for r in sample])
     out = {**extra, "threshold": det.threshold, "word_threshold": det.word_threshold}
     for lv in LEVELS:
         if (level == lv).any():
-            m = slice_metrics(labels[level == lv], scores[level == lv], det.threshold)
+            m = slice_metrics(labels[level == lv], scores[: len(sample)][level == lv], det.threshold)
             out.update({f"val_{lv}_{k}": m[k] for k in ("roc_auc", "pr_auc", "f1", "fpr")})
     return out

@@ -67,12 +67,16 @@ class LofoSection:
     max_train_rows: int | None  # null trains each fold like the main model
     max_steps: int | None
     max_eval_texts: int | None  # per level: held-out family's spun texts, and as many clean ones
+    tagger_weights: list[float]  # thorough mode's tagger weights compared on every fold (the worst family decides)
 
 
 @dataclass
 class CalibrationSection:
-    word_threshold: float | None  # None = chosen on validation for the best spun-word F1
-    max_clean_fp_rate: float  # shipped threshold: at most this share of clean validation texts flagged, per band
+    word_threshold: float | None  # stage one's word flags (a feature); None = chosen for the best spun-word F1
+    max_clean_fp_rate: float  # each band's decision point flags at most this share of every domain's clean texts
+    min_slice_texts: int  # a (domain, band) slice with fewer clean validation texts does not set the decision point
+    span_precision: float  # highlight threshold: the lowest whose validation spun-word precision reaches this
+    max_clean_spans: float  # ... raised until clean validation texts carry at most this many spans on average
     band_words: list[int]  # prose words from which a text is in the paragraph band, in the article band
     max_paraphrase_fp_rate: float  # ... and at most this share of validation paraphrases from these sources
     paraphrase_sources: list[str]
@@ -80,21 +84,20 @@ class CalibrationSection:
     # to it, its threshold rises until it flags almost no article (test article F1 0.09).
     paraphrase_bound: list[str]
     max_validation_texts: int | None  # per level (sentence, paragraph, article)
-    threshold_texts: int | None  # per level: clean texts (and paraphrases) the shipped threshold is held to
+    threshold_texts: int | None  # per domain: clean validation texts (and paraphrases) the bands are held to
 
 
 @dataclass
 class ContextSection:
-    """The language-model signal (inference/model/signals.py), run on texts whose tagger-only score is inside
-    `gate`: the tagger is sure of the rest, and the model costs twice the tagger per article."""
+    """The language-model signal (inference/model/signals.py): thorough mode reads every prose sentence."""
 
     enabled: bool
-    gate: list[float | None]  # [low, high]; low null: fitted so the model reads at most `read_share` of texts
-    read_share: float  # of each length band's validation texts, when the gate's low end is fitted
+    default_mode: str  # the mode a model scores in unless the caller sets one: thorough or fast
+    tagger_weight: float  # thorough: raw score = zero-shot score + this * stage one's logit (chosen by `make lofo`)
+    max_words: int  # prose words read per text; past that, the sentences stage one finds likeliest spun
     fit_texts: int  # short validation texts the word-level fusion is fitted on
     max_alternatives: int  # alternatives priced per word
-    max_sentences: int  # sentences read per text: those the tagger finds likeliest spun
-    precision: str  # the language model's weights: bfloat16, int8 or float32 (data/lm.py, README "Speed")
+    precision: str  # the language model's weights: bfloat16, int8 or float32 (data/lm.py)
 
 
 @dataclass
@@ -163,19 +166,22 @@ def problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     value fails at load time with its name, not as an obscure error minutes into a run."""
     from data.lm import PRECISIONS  # lazily: neither is needed to read a config
     from data.spinners import FAMILIES
+    from inference.model.detector import MODES
 
     found = []
     pairs = {"random_swaps.rate": (cfg.random_swaps.rate, 1.0), "calibration.band_words": (cfg.calibration.band_words,
-             float("inf")), "context.gate": (cfg.context.gate, 1.0)}
+             float("inf"))}
     for key, (pair, top) in pairs.items():
         if len(pair) != 2 or pair[1] is None:
             found.append((key, f"expected [low, high], got {pair!r}"))
-        elif not 0 <= (pair[0] or 0) <= pair[1] <= top:  # a null low end (context.gate) is fitted
+        elif not 0 <= pair[0] <= pair[1] <= top:
             found.append((key, f"expected 0 <= low <= high <= {top:g}, got {pair!r}"))
-    shares = {"random_swaps.share": cfg.random_swaps.share, "context.read_share": cfg.context.read_share,
+    shares = {"random_swaps.share": cfg.random_swaps.share, "calibration.span_precision": cfg.calibration.span_precision,
               "calibration.max_clean_fp_rate": cfg.calibration.max_clean_fp_rate,
               "calibration.max_paraphrase_fp_rate": cfg.calibration.max_paraphrase_fp_rate}
     found += [(key, f"expected a share in [0, 1], got {v!r}") for key, v in shares.items() if not 0 <= v <= 1]
+    if cfg.context.default_mode not in MODES:
+        found.append(("context.default_mode", f"expected one of {', '.join(MODES)}, got {cfg.context.default_mode!r}"))
     if cfg.context.precision not in PRECISIONS:
         found.append(("context.precision", f"expected one of {', '.join(PRECISIONS)}, got {cfg.context.precision!r}"))
     unknown = [f for f in cfg.lofo.families if f not in FAMILIES]

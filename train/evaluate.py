@@ -11,13 +11,13 @@ def band(share: float) -> str:
     return "<20%" if share < 0.2 else "20-40%" if share < 0.4 else ">=40%"
 
 
-def word_metrics(rows: list[dict], analyses, word_threshold: float) -> dict:
-    """Spun-word precision, recall and F1 over every word of `rows`."""
+def word_metrics(det: Detector, rows: list[dict], analyses) -> dict:
+    """Spun-word precision, recall and F1 over every word of `rows`: the words the current mode highlights."""
     if not rows:
         return {}
-    probs = np.concatenate([word_scores(r, a) for r, a in zip(rows, analyses)])
+    probs = np.concatenate([word_scores(r, a, det.word_probs) for r, a in zip(rows, analyses)])
     gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
-    return word_figures(probs > word_threshold, gold)
+    return word_figures(probs > det.modes[det.mode].span_threshold, gold)
 
 
 def span_original(row: dict, start: int, end: int) -> str | None:
@@ -87,7 +87,7 @@ def evaluate(det: Detector, rows: list[dict], prefix: str = "test") -> dict:
     metrics = {}
     if det.tagger is not None:
         short = [i for i in range(len(rows)) if level[i] != "article"]
-        wm = word_metrics([rows[i] for i in short], [analyses[i] for i in short], det.word_threshold)
+        wm = word_metrics(det, [rows[i] for i in short], [analyses[i] for i in short])
         metrics.update({f"{prefix}_{k}": v for k, v in wm.items()})
     keys = {"sentence: all": "sentence", "sentence: spun >=20% words": "sentence_spun20", "article: all": "article",
             "paragraph: all": "paragraph", "not spinning: MRPC paraphrases": "mrpc",
@@ -112,38 +112,42 @@ def heldout_rows(rows: list[dict], family: str, level: str, limit: int | None, s
 
 
 def family_figures(det: Detector, sample: list[dict], analyses, scores, records) -> dict:
-    """ROC-AUC, recall and false-positive rate at the shipped threshold, spun-word F1 and how often a flagged
-    swap's suggestion is its original wording, on one family's spun texts and clean texts."""
+    """ROC-AUC, recall and false-positive rate at the shipped threshold, spun-word precision, recall and F1, and
+    how often a flagged swap's suggestion is its original wording, on one family's spun texts and clean texts."""
     m = slice_metrics([r["label"] for r in sample], scores, det.threshold)
     out = {k: m[k] for k in ("roc_auc", "recall", "fpr")}
     out["positives"] = m["positives"]
     if det.tagger is not None:
-        out["word_f1"] = word_metrics(sample, analyses, det.word_threshold)["word_f1"]
+        out.update(word_metrics(det, sample, analyses))
         out["suggestion_accuracy"], out["flagged_true_spans"] = suggestion_accuracy(sample, records)
+    reads = [a.read for a, r in zip(analyses, sample) if r["label"] and a.read is not None]
+    if reads:
+        out["spun_read"] = float(np.mean(reads))
     return out
 
 
-def evaluate_families(det: Detector, rows: list[dict], families: list[str], limit: int | None,
-                      seed: int) -> dict[str, dict]:
-    """{"full": {family: figures}} for each family's spun paragraphs and articles against clean ones, per level
-    (keys prefixed "paragraph." and "article.") and pooled; and, for a detector with a language-model stage,
-    the same without it under "tagger_only", and in "full" the share of the family's spun texts the language
-    model read again (`spun_read`) and the share it left below the gate (`spun_below_gate`). Every text is
-    analysed once, whatever families share it."""
+def roc(labels, raw) -> float:
+    return slice_metrics(labels, raw, 0.0)["roc_auc"]
+
+
+def evaluate_families(det: Detector, rows: list[dict], families: list[str], limit: int | None, seed: int,
+                      tagger_weights: list[float] = ()) -> dict[str, dict]:
+    """{variant: {family: figures}} for each family's spun paragraphs and articles against clean ones, per level
+    (keys prefixed "paragraph." and "article.") and pooled. Variants: "full", the detector in its current mode;
+    "tagger_only", fast mode (when the current one reads); "zero_shot", the language model's zero-shot score
+    alone, and "tagger_weight=W", thorough raw scores with each of `tagger_weights` (ROC-AUC only: they have no
+    threshold). Every text is analysed once, whatever families share it."""
     samples = {(f, lv): heldout_rows(rows, f, lv, limit, seed) for f in families for lv in ("paragraph", "article")}
     unique = {r["id"]: r for sample in samples.values() for r in sample}
     ids = list(unique)
     analyses = det.analyse([unique[i]["text"] for i in ids])
-    variants = {"full": True, **({"tagger_only": False} if det.context is not None else {})}
+    default = det.mode
+    variants = {"full": default, **({"tagger_only": "fast"} if default != "fast" else {})}
     out: dict[str, dict] = {}
-    stage_one = None
     try:
-        for variant, on in variants.items():
-            det.use_context = on
-            unshifted = det.unshifted(analyses)
-            if not on:  # the gate compares scores before the length band's shift
-                stage_one = unshifted
-            scores = det.shifted(analyses, unshifted)
+        for variant, mode in variants.items():
+            det.mode = mode
+            scores = det.calibrate(analyses)
             by_id = {i: (a, v, det.record(i, a, v)) for i, a, v in zip(ids, analyses, scores)}
             out[variant] = {}
             for family in families:
@@ -157,14 +161,25 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
                 if pooled:
                     figures.update(family_figures(det, pooled, *zip(*[by_id[r["id"]] for r in pooled])))
                     out[variant][family] = figures
+        if "thorough" in det.modes:
+            X = dict(zip(ids, det.features(analyses, reads=True)[0]))
+            raws = {"zero_shot": lambda x: x[0], **{f"tagger_weight={w:g}": (lambda x, w=w: x[0] + w * x[1])
+                                                    for w in tagger_weights}}
+            for variant, raw in raws.items():
+                out[variant] = {}
+                for family in families:
+                    figures, pooled = {}, []
+                    for level in ("paragraph", "article"):
+                        sample = samples[(family, level)]
+                        if any(r["label"] for r in sample):
+                            pooled += sample
+                            figures[f"{level}.roc_auc"] = roc([r["label"] for r in sample],
+                                                              [raw(X[r["id"]]) for r in sample])
+                    if pooled:
+                        figures["roc_auc"] = roc([r["label"] for r in pooled], [raw(X[r["id"]]) for r in pooled])
+                        out[variant][family] = figures
     finally:
-        det.use_context = True
-    if stage_one is not None:  # where the gate (fitted on the families the model knows) left the unseen one
-        read, first = {ids[k] for k in det.in_gate(analyses, stage_one)}, dict(zip(ids, stage_one))
-        for family, figures in out["full"].items():
-            spun = [r["id"] for lv in ("paragraph", "article") for r in samples[(family, lv)] if r["label"]]
-            figures["spun_read"] = float(np.mean([i in read for i in spun]))
-            figures["spun_below_gate"] = float(np.mean([first[i] < det.gate[0] for i in spun]))
+        det.mode = default
     return out
 
 

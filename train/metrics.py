@@ -16,9 +16,10 @@ def word_figures(pred, gold) -> dict:
             "word_recall": tp / max(1.0, gold.sum())}
 
 
-def word_scores(row: dict, a: Analysis) -> np.ndarray:
-    """P(spun) for every word of the row's text (0 for words outside scored prose)."""
-    by_start = {w[0]: p for s in a.sentences if s.probs is not None for w, p in zip(s.words, s.probs)}
+def word_scores(row: dict, a: Analysis, probs_of=lambda s: s.probs) -> np.ndarray:
+    """P(spun) for every word of the row's text (0 for words outside scored prose); `probs_of(sentence)`: which
+    word probabilities (stage one's by default; `Detector.word_probs`: the current mode's)."""
+    by_start = {w[0]: p for s in a.sentences if (ps := probs_of(s)) is not None for w, p in zip(s.words, ps)}
     return np.array([by_start.get(s, 0.0) for s, _ in words(row["text"])], dtype=np.float64)
 
 

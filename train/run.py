@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from data import build as data_build
 from data import cli
 from data.configfile import ConfigError
@@ -56,15 +58,17 @@ def model_card(name: str, kind: str, det, val: dict, test: dict, table_text: str
 
 
 def tables_for(det, cfg: TrainConfig, tables: dict, families: list[str], originals: list[str]) -> None:
-    """Give a tagger the suggestions and known phrases of the families it may know."""
+    """Give a tagger the suggestions (and the language model's alternatives) and known phrases of the families it
+    may know. `tables`: {"swaps": the families' swap tables, "alternatives": their resources' thesauri}."""
     from train.suggestions import LEXICON, build_suggester, known_phrases
 
     if cfg.suggestions.enabled:
         s = cfg.suggestions
-        det.suggester = build_suggester(tables, families, originals, s.min_bigram, s.context_weight)
+        det.suggester = build_suggester(tables["swaps"], families, originals, s.min_bigram, s.context_weight,
+                                        tables["alternatives"])
     if cfg.lexicon_signal.enabled and LEXICON in families:
         ls = cfg.lexicon_signal
-        det.use_lexicon(known_phrases(tables, originals, ls.min_words, ls.max_clean_hits), ls.score)
+        det.use_lexicon(known_phrases(tables["swaps"], originals, ls.min_words, ls.max_clean_hits), ls.score)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +113,7 @@ class Selection:
 
         return cls(train=keep([r for r in splits["train"] if r["level"] in ("sentence", "paragraph")]),
                    validation=keep(splits["validation"]),
-                   families=[f for f in tables if f != exclude],
+                   families=[f for f in tables["swaps"] if f != exclude],
                    originals=sorted({r["original"] for r in splits["train"] if r["spinner"] != "human"}))
 
 
@@ -187,12 +191,12 @@ def judge_fold(det, family: str, val: dict, fit_seconds: float, test: list[dict]
 
     from train.evaluate import evaluate_families
 
-    figures = evaluate_families(det, test, [family], cfg.lofo.max_eval_texts, cfg.seed)
-    heldout = figures["full"].get(family, {})
-    ablation = figures.get("tagger_only", {}).get(family, {})
-    mlflow.log_metrics({**val, **{f"heldout.{k}": v for k, v in heldout.items()},
-                        **{f"heldout_tagger_only.{k}": v for k, v in ablation.items()}, "fit_seconds": fit_seconds})
-    return {"heldout": heldout, "heldout_tagger_only": ablation}
+    figures = evaluate_families(det, test, [family], cfg.lofo.max_eval_texts, cfg.seed, cfg.lofo.tagger_weights)
+    variants = {variant: f.get(family, {}) for variant, f in figures.items()}
+    mlflow.log_metrics({**val, "fit_seconds": fit_seconds, **{f"heldout.{k}": v for k, v in variants["full"].items()},
+                        **{f"heldout_{variant}.{k}": v for variant, f in variants.items() if variant != "full"
+                           for k, v in f.items()}})
+    return {"heldout": variants["full"], "heldout_variants": {k: v for k, v in variants.items() if k != "full"}}
 
 
 def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], chosen: Selection, card: dict,
@@ -202,7 +206,7 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     import mlflow
 
     from inference.report import examples_report
-    from train.calibrate import per_level
+    from train.calibrate import clean_fpr, is_clean, per_level, per_source
     from train.evaluate import evaluate, evaluate_families, format_table, plots, worst_examples
 
     test_rows = per_level(test, cfg.max_test_texts, cfg.seed)
@@ -210,6 +214,12 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     result = evaluate(det, test_rows)
     eval_seconds = time.time() - t1
     test_chars = sum(len(r["text"]) for r in test_rows)
+    clean = per_source([r for r in test if is_clean(r)], cfg.max_test_texts, cfg.seed)
+    analyses = det.analyse([r["text"] for r in clean])
+    fpr = clean_fpr(np.array(det.calibrate(analyses)), clean, [det.band(a) for a in analyses], det.threshold, "test")
+    spans = [len(det.spans(a)) for a, r in zip(analyses, clean) if r["level"] == "article"]
+    fpr["test_clean_article_spans_per_text"] = float(np.mean(spans)) if spans else float("nan")
+    result["metrics"].update(fpr)
     figures = evaluate_families(det, test, chosen.families, cfg.lofo.max_eval_texts, cfg.seed)
     families, families_tagger_only = figures["full"], figures.get("tagger_only", {})
     mlflow.log_metrics({**val, **result["metrics"], "fit_seconds": fit_seconds, "eval_seconds": eval_seconds,
@@ -217,7 +227,8 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
                         **{f"family.{f}.{k}": v for f, m in families.items() for k, v in m.items()},
                         **{f"family_tagger_only.{f}.{k}": v for f, m in families_tagger_only.items()
                            for k, v in m.items()}})
-    table_text = format_table(f"{job.kind}: test split (threshold {det.threshold:.3f})", result["table"])
+    table_text = (format_table(f"{job.kind}: test split, {det.mode} mode (threshold {det.threshold:.3f})",
+                               result["table"]) + "\n\n" + fpr_table(fpr))
     mlflow.log_text(table_text, "evaluation/test_table.txt")
     mlflow.log_dict(result["table"], "evaluation/test_table.json")
     worst = worst_examples(result, det.threshold, cfg.worst_examples)
@@ -267,7 +278,8 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
         mlflow.set_tracking_uri("sqlite:///mlflow.db")
     dd, card, data_cfg = ensure_dataset(cfg)
     splits = {s: dd[s].to_list() for s in dd}
-    tables = data_build.load_tables(data_cfg.output_dir)
+    tables = {"swaps": data_build.load_tables(data_cfg.output_dir),
+              "alternatives": data_build.load_alternatives(data_cfg.output_dir)}
     mlflow.set_experiment(cfg.experiment)
     results = {}
     with mlflow.start_run(run_name="train") as parent:
@@ -284,8 +296,8 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
                 results[job.name] = r = fit_one(job, cfg, splits, card, tables)
             if job.exclude:
                 mlflow.log_metrics({f"lofo.{job.exclude}.{k}": v for k, v in r["heldout"].items()})
-                mlflow.log_metrics({f"lofo_tagger_only.{job.exclude}.{k}": v
-                                    for k, v in r["heldout_tagger_only"].items()})
+                mlflow.log_metrics({f"lofo_{variant}.{job.exclude}.{k}": v
+                                    for variant, f in r["heldout_variants"].items() for k, v in f.items()})
             else:
                 mlflow.log_metrics({f"{job.name}.{k}": v for k, v in r["test"].items()})
         seconds = time.time() - t0
@@ -299,7 +311,7 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
 
 
 LOFO_COLUMNS = {"paragraph.roc_auc": "para ROC", "article.roc_auc": "art ROC", "paragraph.recall": "para rec",
-                "article.recall": "art rec", "fpr": "clean FPR", "word_f1": "word F1",
+                "article.recall": "art rec", "fpr": "clean FPR", "word_precision": "word P", "word_recall": "word R",
                 "suggestion_accuracy": "sugg acc", "spun_read": "LM read"}
 
 
@@ -309,6 +321,41 @@ def lofo_table(title: str, rows: dict[str, dict]) -> str:
     lines = [title, head, "-" * len(head)]
     for family, m in rows.items():
         lines.append(f"{family:10s} " + " ".join(f"{m[c]:9.3f}" if c in m else f"{'-':>9s}" for c in LOFO_COLUMNS))
+    return "\n".join(lines)
+
+
+def fpr_table(metrics: dict) -> str:
+    """Clean texts flagged per domain (rows) and length band (columns), with their counts."""
+    domains = sorted({k.split(".")[1] for k in metrics if k.startswith("test_clean_fpr.")})
+    bands = ("sentence", "paragraph", "article")
+    lines = ["Clean texts flagged on the test split (share, texts):", f"{'domain':16s}" + "".join(f"{b:>18s}" for b in bands)]
+    for d in domains:
+        cells = [f"{metrics[f'test_clean_fpr.{d}.{b}']:.3f} of {metrics[f'test_clean_n.{d}.{b}']:4d}"
+                 if f"test_clean_fpr.{d}.{b}" in metrics else "-" for b in bands]
+        lines.append(f"{d:16s}" + "".join(f"{c:>18s}" for c in cells))
+    return "\n".join(lines)
+
+
+def weight_choice(variants: dict[str, dict[str, dict]]) -> str:
+    """The thorough-mode fusions on every fold: paragraph ROC-AUC per held-out family, the worst of them, and
+    the weight whose worst family is best (what configs/train.yaml's context.tagger_weight should say)."""
+    names = [v for v in variants if v == "zero_shot" or v.startswith("tagger_weight=")]
+    if not names:
+        return ""
+    families = sorted({f for v in names for f in variants[v]})
+    head = f"{'raw score':22s}" + "".join(f"{f:>11s}" for f in families) + f"{'worst':>9s}"
+    lines = ["Thorough-mode raw scores, paragraph ROC-AUC per held-out family:", head, "-" * len(head)]
+    worst = {}
+    for v in names:
+        rocs = [variants[v].get(f, {}).get("paragraph.roc_auc", float("nan")) for f in families]
+        worst[v] = float(np.nanmin(rocs)) if not np.all(np.isnan(rocs)) else float("nan")
+        lines.append(f"{v:22s}" + "".join(f"{x:11.3f}" for x in rocs) + f"{worst[v]:9.3f}")
+    fitted = {v: w for v, w in worst.items() if v != "zero_shot" and not np.isnan(w)}
+    if fitted:
+        best = max(fitted, key=fitted.get)
+        verdict = (f"best worst-family fusion: {best} ({fitted[best]:.3f}); zero-shot alone: {worst['zero_shot']:.3f}"
+                   + (" -> ship the zero-shot score (tagger_weight 0)" if fitted[best] <= worst["zero_shot"] else ""))
+        lines.append(verdict)
     return "\n".join(lines)
 
 
@@ -327,20 +374,25 @@ def targets_met(test: dict, heldout: dict[str, dict], targets: TargetsSection) -
 def summary(results: dict, targets: TargetsSection) -> str:
     parts = [r["table_text"] for r in results.values() if not r["exclude"]]
     heldout = {r["exclude"]: r["heldout"] for r in results.values() if r["exclude"]}
-    ablation = {r["exclude"]: r["heldout_tagger_only"] for r in results.values() if r.get("heldout_tagger_only")}
+    variants: dict[str, dict] = {}
+    for r in results.values():
+        for variant, figures in (r.get("heldout_variants") or {}).items():
+            if figures:
+                variants.setdefault(variant, {})[r["exclude"]] = figures
     if heldout:
         parts.append(lofo_table("Leave-one-family-out (each row: a model that never saw the family, "
                                 "scored on its spun texts vs clean texts of the same levels):", heldout))
-    if ablation:
-        parts.append(lofo_table("The same folds without the language-model stage (tagger and lexicon only):",
-                                ablation))
+    if "tagger_only" in variants:
+        parts.append(lofo_table("The same folds in fast mode (tagger and lexicon only):", variants["tagger_only"]))
+    if variants:
+        parts.append(weight_choice(variants))
     main = results.get("tagger")
     if main:
         parts.append(lofo_table("The main tagger (trained on every family) on each family, same texts:",
                                 main["families"]))
         parts.append(targets_met(main["test"], heldout, targets))
     parts += [r["message"] for r in results.values() if r["message"]]
-    return "\n\n".join(parts)
+    return "\n\n".join(p for p in parts if p)
 
 
 def main(argv=None) -> int:

