@@ -72,6 +72,7 @@ class ModelResponse(BaseModel):
     name: str
     version: str | None
     threshold: float
+    mode: str = Field(description="thorough (the language model reads every sentence) or fast (the tagger alone)")
     uri: str = Field(description="the model URI or path the service loaded")
 
 
@@ -462,7 +463,7 @@ def create_app(config: ServiceConfig | None = None, detector=None, on_load_failu
              summary="The loaded model")
     async def model():
         det = state.ready_detector()
-        return {**det.model_info, "threshold": det.threshold, "uri": cfg.inference.model}
+        return {**det.model_info, "threshold": det.threshold, "mode": det.mode, "uri": cfg.inference.model}
 
     # The paste-and-check page: no key in it (the user types one, sent in api_key_header), nothing from the network.
     page = service_page(http.api_key_header if key is not None else None)

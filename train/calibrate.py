@@ -212,7 +212,7 @@ def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sampl
         _, figures = span_threshold(det, [rows[i] for i in short], [analyses[i] for i in short], clean_texts, cfg)
         out.update({f"{name}.{k}": v for k, v in figures.items()})
     det.mode = context.default_mode if context is not None and context.default_mode in det.modes else "fast"
-    det.threshold = 0.5
+    det.meta["mode"], det.threshold = det.mode, 0.5
     return out
 
 
