@@ -1,7 +1,8 @@
 """Build the aligned (original, spun) dataset: `python -m data.build --config configs/data.yaml`.
 
-Writes a `datasets.DatasetDict` (train/validation/test, split by source document) and a dataset card
-(card.json and README.md) to the configured output directory.
+Writes a `datasets.DatasetDict` (train/validation/test, split by source document), a dataset card
+(card.json and README.md), the families' swap tables and general alternatives per word to the configured
+output directory.
 """
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from tqdm import tqdm
 from data import cli
 from data import configfile as cfglib
 from data.corpora import MissingCorpus, clean_text, read_jsonl, read_tsv, require, sha256
+from data.dictionaries import Thesaurus, load_moby, load_wordnet, wordnet_lemmas
 from data.spinners import FAMILIES, Resources, SpinnersConfig, Spun, make_spinners, word_labels
 from data.text import is_word, sentences, words
 
 TABLES = "tables.json.gz"  # beside the dataset: {family: {word or phrase: [swaps]}}
+ALTERNATIVES = "alternatives.json.gz"  # beside it: {family: {word: [general alternatives, best first]}}
 
 
 def recipe(cfg: DataConfig) -> dict:
@@ -34,6 +37,13 @@ def recipe(cfg: DataConfig) -> dict:
 
 def load_tables(output_dir: str) -> dict[str, dict[str, list[str]]]:
     with gzip.open(Path(output_dir) / TABLES, "rt", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_alternatives(output_dir: str) -> dict[str, dict[str, list[str]]]:
+    """{family: {word: [alternatives, best first]}}: the general resources behind the moby and wordnet
+    families, keyed by family so a model held out of one drops its resource as it drops its table."""
+    with gzip.open(Path(output_dir) / ALTERNATIVES, "rt", encoding="utf-8") as f:
         return json.load(f)
 
 
@@ -47,6 +57,7 @@ class SourcesConfig:
     mrpc: list[str]
     paws: list[str]
     lexicon: str
+    clean: dict[str, str]  # domain -> clean human paragraphs (`id, doc, text, source` a line)
 
 
 @dataclass
@@ -78,6 +89,18 @@ class ParagraphConfig:
 
 
 @dataclass
+class CleanConfig:
+    originals_per_domain: int  # paragraphs drawn per clean domain
+    families: FamilyDraw
+
+
+@dataclass
+class AlternativesConfig:
+    moby_keep: int  # Moby mutual synonyms kept per word, best ranked first
+    wordnet_senses: int  # lemmas of the word's first senses (WordNet's order, every part of speech)
+
+
+@dataclass
 class ArticleConfig:
     max_articles: int
     splits: list[str]  # documents with articles
@@ -99,7 +122,12 @@ class DataConfig:
     sentences: SentenceConfig
     paragraphs: ParagraphConfig
     articles: ArticleConfig
+    clean: CleanConfig
+    alternatives: AlternativesConfig
     spinners: SpinnersConfig
+
+
+NEWS_SOURCES = {"bbc", "ag_news", "msr", "mrpc", "paws"}  # row sources besides the clean domains
 
 
 def load_config(path, overrides=None) -> DataConfig:
@@ -111,17 +139,21 @@ def load_config(path, overrides=None) -> DataConfig:
         if not 0 <= lo <= hi <= 1:
             raise cfglib.ConfigError(f"spinners.{name}.rate: need 0 <= low <= high <= 1, got {[lo, hi]} [in {path}]")
     draws = {"sentences": cfg.sentences.families, "paragraphs": cfg.paragraphs.families,
-             "articles": cfg.articles.families, "articles.partial": cfg.articles.partial_families}
+             "articles": cfg.articles.families, "articles.partial": cfg.articles.partial_families,
+             "clean": cfg.clean.families}
     for where, draw in draws.items():
         unknown = sorted((set(draw.weights) | set(draw.always)) - set(FAMILIES))
         if unknown:
             raise cfglib.ConfigError(f"{where}.families: unknown family {unknown[0]!r} "
                                      f"(known: {', '.join(FAMILIES)}) [in {path}]")
+    taken = sorted(set(cfg.sources.clean) & NEWS_SOURCES)
+    if taken:  # a row's `source` names its corpus: a domain must not pass for a news corpus
+        raise cfglib.ConfigError(f"sources.clean.{taken[0]}: a news source's name [in {path}]")
     return cfg
 
 
 def word_counts(texts) -> Counter:
-    """Lower-case word frequencies: how common a word is in clean news."""
+    """Lower-case word frequencies: how common a word is in clean text."""
     counts: Counter = Counter()
     for text in texts:
         counts.update(text[s:e].lower() for s, e in words(text) if is_word(text[s:e]))
@@ -143,6 +175,17 @@ def draw_families(draw: FamilyDraw, key: str, seed: int, exclude=()) -> list[str
 
 def stable_int(*parts) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def split_documents(docs, seed: int, splits: dict[str, float]) -> dict[str, str]:
+    """Each document's split: documents ordered by stable hash, cut by the fractions, with at least one in
+    validation and one in test (the fiction is 8 books: a hash per document could leave a split without any)."""
+    order = sorted(set(docs), key=lambda d: (stable_int(seed, "split", d), d))
+    n = len(order)
+    n_test = min(n, max(1, round(splits["test"] * n)))
+    n_validation = min(n - n_test, max(1, round(splits["validation"] * n)))
+    names = ["train"] * (n - n_test - n_validation) + ["validation"] * n_validation + ["test"] * n_test
+    return dict(zip(order, names))
 
 
 def assign_split(group: str, seed: int, splits: dict[str, float]) -> str:
@@ -228,7 +271,8 @@ def run_jobs(jobs: list[Job], spinners: dict, seed: int, quiet: bool = False,
 
 
 def read_sources(cfg: DataConfig, root: Path, skipped: Counter):
-    """Originals by corpus, MRPC/PAWS pairs and the group of every document id."""
+    """Originals by news corpus, (id, doc_id, text) paragraphs by clean domain, MRPC/PAWS pairs and the group of
+    every news document id."""
     src, groups = cfg.sources, Groups()
     clean = lambda v, name: _clean(v, cfg.max_chars, skipped, name)
     bbc = [(r.get("id"), t) for r in read_jsonl(require(root, src.bbc, "sources.bbc"), skipped)
@@ -253,7 +297,21 @@ def read_sources(cfg: DataConfig, root: Path, skipped: Counter):
             a, b = clean(r.get("sentence1"), "paws"), clean(r.get("sentence2"), "paws")
             if a and b:
                 paws.append({"id": f"paws-{path.stem}-{r.get('id')}", "a": a, "b": b})
-    return {"bbc": bbc, "ag_news": ag, "msr": msr}, mrpc, paws, groups
+    clean_domains = {}
+    for domain, rel in src.clean.items():
+        rows = clean_domains[domain] = []
+        for r in read_jsonl(require(root, rel, f"sources.clean.{domain}"), skipped):
+            if not (isinstance(r.get("id"), str) and isinstance(r.get("doc"), str) and r["id"] and r["doc"]):
+                skipped[f"{domain}:no_id"] += 1
+            elif t := clean(r.get("text"), domain):
+                rows.append((in_domain(domain, r["id"]), in_domain(domain, r["doc"]), t))
+    return {"bbc": bbc, "ag_news": ag, "msr": msr}, clean_domains, mrpc, paws, groups
+
+
+def in_domain(domain: str, name: str) -> str:
+    """`name` under its domain's namespace, so that no clean id or document meets a news one (the files' doc
+    names already carry it: "wikipedia:a001")."""
+    return name if name.startswith(f"{domain}:") else f"{domain}:{name}"
 
 
 def _clean(value, max_chars, skipped: Counter, name: str):
@@ -293,17 +351,38 @@ def paragraph_runs(text: str, min_words: int, max_words: int) -> list[tuple[int,
     return out
 
 
-def build_rows(cfg: DataConfig, root: Path, quiet: bool = False) -> tuple[dict[str, list[dict]], Counter, dict]:
-    """Rows by split, skipped rows by reason, and each family's swap table (for suggestions and signals)."""
+def draw_by_split(items: list[tuple[str, str, str]], split_of: dict[str, str], cap: int,
+                  rng: random.Random) -> list[tuple[str, tuple[str, str, str]]]:
+    """(split, item) for at most `cap` of the (id, doc_id, text) `items`, shuffled stably; each split takes its
+    share of the draw, at least one item while it has any, so that a small draw still reaches validation and
+    test."""
+    by_split: dict[str, list] = defaultdict(list)
+    for item in sorted(items):
+        by_split[split_of[item[1]]].append(item)
+    out, left = [], cap
+    for split in ("test", "validation", "train"):
+        mine = by_split[split]
+        rng.shuffle(mine)
+        want = left if split == "train" else max(1, round(cap * len(mine) / len(items))) if mine else 0
+        take = min(want, left, len(mine))
+        out += [(split, item) for item in mine[:take]]
+        left -= take
+    return out
+
+
+def build_rows(cfg: DataConfig, root: Path,
+               quiet: bool = False) -> tuple[dict[str, list[dict]], Counter, dict, set[str]]:
+    """Rows by split, skipped rows by reason, each family's swap table (for suggestions and signals), and the
+    vocabulary the tables cover."""
     skipped: Counter = Counter()
-    corpora, mrpc, paws, groups = read_sources(cfg, root, skipped)
+    corpora, clean_domains, mrpc, paws, groups = read_sources(cfg, root, skipped)
     rng = random.Random(cfg.seed)
     split_of = lambda doc_id: assign_split(groups.find(doc_id), cfg.seed, cfg.splits)
     out: dict[str, list[dict]] = defaultdict(list)
     jobs: list[Job] = []
 
-    def original(base: dict, text: str, draw: FamilyDraw, min_edits: int = 1) -> str:
-        split = split_of(base["doc_id"])
+    def original(base: dict, text: str, draw: FamilyDraw, min_edits: int = 1, split: str | None = None) -> str:
+        split = split or split_of(base["doc_id"])
         out[split].append(row(**base, kind="original", spinner="none", original=text))
         jobs.extend(Job(split, base, text, f, min_edits=min_edits) for f in draw_families(draw, base["id"], cfg.seed))
         return split
@@ -359,13 +438,36 @@ def build_rows(cfg: DataConfig, root: Path, quiet: bool = False) -> tuple[dict[s
         jobs.extend(Job(split, base, text, f, "partial", regions, ac.min_edits)
                     for f in draw_families(ac.partial_families, doc_id + ":partial", cfg.seed))
 
-    counts = word_counts(t for texts in corpora.values() for _, t in texts)
+    # Paragraphs of the clean domains, clean and spun. Each domain is split by its own documents, so that every
+    # domain reaches validation and test (per-domain false positives are calibrated and measured there).
+    cc = cfg.clean
+    for domain, items in clean_domains.items():
+        split_of_doc = split_documents([doc_id for _, doc_id, _ in items], cfg.seed, cfg.splits)
+        drawn = draw_by_split(items, split_of_doc, cc.originals_per_domain,
+                              random.Random(stable_int(cfg.seed, "clean", domain)))
+        for split, (rid, doc_id, text) in drawn:
+            original({"id": rid, "doc_id": doc_id, "source": domain, "level": "paragraph"}, text, cc.families,
+                     split=split)
+
+    # Every clean text read counts, so that the tables' vocabulary reaches encyclopedic and scientific words.
+    counts = word_counts([t for texts in corpora.values() for _, t in texts]
+                         + [t for items in clean_domains.values() for _, _, t in items])
     resources = Resources(require(root, cfg.sources.lexicon, "sources.lexicon"), counts)
     spinners = make_spinners(cfg.spinners, resources)
     for split, r in run_jobs(jobs, spinners, cfg.seed, quiet):
         out[split].append(r)
     vocabulary = {w for w, n in counts.items() if n >= cfg.tables_min_count}
-    return out, skipped, {name: sp.table(vocabulary) for name, sp in spinners.items()}
+    return out, skipped, {name: sp.table(vocabulary) for name, sp in spinners.items()}, vocabulary
+
+
+def general_alternatives(cfg: DataConfig, vocabulary: set[str]) -> dict[str, dict[str, list[str]]]:
+    """Broad alternatives for each `vocabulary` word, from the resources behind the moby and wordnet families:
+    the language-model signal asks whether one of them would have been far likelier, and the swap tables
+    (Moby's top 5, WordNet's top 3 of two senses) are too narrow for that."""
+    ac = cfg.alternatives
+    wn = load_wordnet(cfg.spinners.wordnet.path)
+    return {"moby": Thesaurus(load_moby(), keep=ac.moby_keep).table(vocabulary),
+            "wordnet": {w: alts for w in sorted(vocabulary) if (alts := wordnet_lemmas(wn, w, ac.wordnet_senses))}}
 
 
 def card(cfg: DataConfig, root: Path, splits: dict[str, list[dict]], skipped: Counter, seconds: float) -> dict:
@@ -382,7 +484,7 @@ def card(cfg: DataConfig, root: Path, splits: dict[str, list[dict]], skipped: Co
             c[f"{r['level']}/spun_share={band}"] += 1
         counts[split] = {"rows": len(rows), "documents": len({r["doc_id"] for r in rows}), **dict(sorted(c.items()))}
     src = cfg.sources
-    files = [src.bbc, src.ag_news, src.msr, *src.mrpc, *src.paws, src.lexicon]
+    files = [src.bbc, src.ag_news, src.msr, *src.mrpc, *src.paws, src.lexicon, *src.clean.values()]
     return {
         "config": recipe(cfg),
         "data_root": str(root.resolve()),
@@ -426,14 +528,17 @@ def build(cfg: DataConfig, quiet: bool = False) -> dict:
     root = cfglib.data_root(cfg.data_root)
     if not root.is_dir():
         raise MissingCorpus(f"data_root not found: {root} (set data_root in the config or UNSPIN_DATA_ROOT)")
-    splits, skipped, tables = build_rows(cfg, root, quiet)
+    splits, skipped, tables, vocabulary = build_rows(cfg, root, quiet)
+    alternatives = general_alternatives(cfg, vocabulary)
     out = Path(cfg.output_dir)
     dd = DatasetDict({s: Dataset.from_list(splits.get(s, []), features=features()) for s in ("train", "validation", "test")})
     dd.save_to_disk(str(out))
-    with gzip.open(out / TABLES, "wt", encoding="utf-8") as f:
-        json.dump(tables, f)
+    for name, content in ((TABLES, tables), (ALTERNATIVES, alternatives)):
+        with gzip.open(out / name, "wt", encoding="utf-8") as f:
+            json.dump(content, f)
     c = card(cfg, root, splits, skipped, time.time() - t0)
     c["tables"] = {name: len(t) for name, t in tables.items()}
+    c["alternatives"] = {name: len(t) for name, t in alternatives.items()}
     (out / "card.json").write_text(json.dumps(c, indent=2))
     (out / "README.md").write_text(card_markdown(c))
     return c
@@ -452,6 +557,7 @@ def main(argv=None) -> int:
     for split, v in c["counts"].items():
         print(f"{split:>10}: {v['rows']:6d} rows, {v['documents']:5d} documents, "
               f"sentence spun/clean {v.get('sentence/label=1', 0)}/{v.get('sentence/label=0', 0)}, "
+              f"paragraph spun/clean {v.get('paragraph/label=1', 0)}/{v.get('paragraph/label=0', 0)}, "
               f"article spun/clean {v.get('article/label=1', 0)}/{v.get('article/label=0', 0)}")
     print(f"skipped rows: {sum(c['skipped'].values())} {c['skipped'] or ''}")
     print(f"wrote {cfg.output_dir} in {c['build_seconds']} s")

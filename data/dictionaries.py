@@ -166,6 +166,19 @@ def load_wordnet(path: str):
     return reader
 
 
+def wordnet_lemmas(wn, word: str, senses: int) -> list[str]:
+    """Lemmas of the first `senses` senses of `word` (WordNet's order, every part of speech), multi-word ones
+    with spaces, `word` itself left out: its general alternatives, beyond what the wordnet family swaps in."""
+    out, seen = [], {word}
+    for synset in wn.synsets(word.replace(" ", "_"))[:senses]:
+        for name in synset.lemma_names():
+            lemma = name.replace("_", " ")
+            if lemma.lower() not in seen:
+                seen.add(lemma.lower())
+                out.append(lemma)
+    return out
+
+
 def same_stem(a: str, b: str) -> bool:
     """Inflections and derivations of one word ("economy", "economic") are not synonyms to swap in."""
     n = min(len(a), len(b), 5)

@@ -28,6 +28,7 @@ PARAGRAPHS = [
     "The film festival opened with a drama about a family who move to a small town by the sea.",
     "The director told reporters that the story was inspired by her own childhood a year ago.",
 ]
+CLEAN_DOMAINS = ("wikipedia", "science", "reviews", "forum", "fiction_essays", "legal")
 
 
 def _articles():
@@ -38,7 +39,7 @@ def _articles():
 
 def write_corpus(root: Path) -> Path:
     """Write a tiny corpus (with some bad rows) under `root`, in the layout the data config expects."""
-    for sub in ("news", "paraphrase", "lexicons"):
+    for sub in ("news", "paraphrase", "lexicons", "clean"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     with open(root / "news/bbc_news.jsonl", "w") as f:
         f.writelines(json.dumps(a) + "\n" for a in _articles())
@@ -77,6 +78,14 @@ def write_corpus(root: Path) -> Path:
         w.writerow(["information mining", "data mining", 90, "", "x", 0])
         w.writerow(["enormous information", "big data", 80, "", "x", 0])
         w.writerow(["associate in nursingd", "and", 42, "", "x", 0])
+    for d, domain in enumerate(CLEAN_DOMAINS):  # four documents of two paragraphs each
+        with open(root / f"clean/{domain}.jsonl", "w") as f:
+            for k in range(8):
+                text = " ".join(PARAGRAPHS[(d + k + j) % len(PARAGRAPHS)] for j in range(2))
+                f.write(json.dumps({"id": f"{domain}-{k:05d}", "doc": f"{domain}:d{k // 2}", "text": text,
+                                    "source": "fixture"}) + "\n")
+            f.write("{not json\n")                                                         # malformed
+            f.write(json.dumps({"id": f"{domain}-nodoc", "text": PARAGRAPHS[0]}) + "\n")  # no document
     return root
 
 

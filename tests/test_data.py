@@ -1,6 +1,6 @@
 import json
 import subprocess
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ from data.configfile import ConfigError
 from data.corpora import MissingCorpus
 from data.spinners import FAMILIES, DictionarySpinner, Resources, apply_edits, make_spinners, word_labels
 from data.text import sentences, words
-from tests.conftest import PARAGRAPHS, ROOT
+from tests.conftest import CLEAN_DOMAINS, PARAGRAPHS, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +135,44 @@ def test_bad_rows_are_skipped_and_counted(built):
     skipped = card["skipped"]
     for reason in ("bbc:empty", "bbc:non_text", "bbc:too_long", "bbc_news.jsonl:malformed"):
         assert skipped.get(reason, 0) >= 1, reason
+    for domain in CLEAN_DOMAINS:  # each clean file has a line that is not JSON and a row without its document
+        assert skipped.get(f"{domain}.jsonl:malformed") == 1 and skipped.get(f"{domain}:no_id") == 1, domain
+
+
+def test_clean_domains_reach_every_split_and_are_spun(built):
+    _, card, dd = built
+    where = defaultdict(set)
+    for split in dd:
+        for r in dd[split]:
+            if r["source"] in CLEAN_DOMAINS:
+                where[r["source"], split].add(r["kind"])
+                assert r["level"] == "paragraph" and r["doc_id"].startswith(r["source"] + ":")
+    for domain in CLEAN_DOMAINS:
+        for split in dd:
+            assert "original" in where[domain, split], (domain, split)
+        assert any("spun" in where[domain, split] for split in dd), domain
+    assert card["counts"]["test"]["paragraph/source=legal"] >= 1
+    assert any(f.startswith("clean/") for f in card["sources"])
+
+
+def test_each_domain_keeps_a_document_for_validation_and_test():
+    eight_books = builder.split_documents([f"book{i}" for i in range(8)], 13, {"train": 0.8, "validation": 0.1,
+                                                                                "test": 0.1})
+    assert sorted(eight_books.values()) == ["test"] + ["train"] * 6 + ["validation"]
+    many = builder.split_documents([f"doc{i}" for i in range(1000)], 13, {"train": 0.8, "validation": 0.1,
+                                                                          "test": 0.1})
+    assert sorted(Counter(many.values()).items()) == [("test", 100), ("train", 800), ("validation", 100)]
+
+
+def test_alternatives_are_wide_and_keyed_by_family(built):
+    cfg, card, _ = built
+    alternatives = builder.load_alternatives(cfg.output_dir)
+    assert set(alternatives) == {"moby", "wordnet"} and card["alternatives"]["moby"] == len(alternatives["moby"])
+    for family, table in alternatives.items():
+        found = table["help"]
+        assert found and "help" not in {a.lower() for a in found} and len(found) == len(set(found)), family
+    assert len(alternatives["moby"]["help"]) == cfg.alternatives.moby_keep  # far more than the moby family's 5
+    assert "aid" in alternatives["wordnet"]["help"]
 
 
 def test_no_source_document_in_two_splits(built):
@@ -153,7 +191,7 @@ def test_no_source_document_in_two_splits(built):
 def test_build_is_deterministic(fixture_data_config, tmp_path, built):
     _, _, dd = built
     cfg = builder.load_config(ROOT / "configs/data.yaml", fixture_data_config + [f"output_dir={tmp_path}"])
-    rows, _, _ = builder.build_rows(cfg, builder.cfglib.data_root(cfg.data_root))
+    rows, *_ = builder.build_rows(cfg, builder.cfglib.data_root(cfg.data_root))
     assert sorted(r["id"] for r in rows["train"]) == sorted(dd["train"]["id"])
 
 
@@ -166,6 +204,11 @@ def test_unknown_config_key_is_named(tmp_path):
     bad.write_text(base + "seed: many\n")
     with pytest.raises(ConfigError, match=r"seed: expected int"):
         builder.load_config(bad)
+
+
+def test_a_clean_domain_cannot_take_a_news_source_name():
+    with pytest.raises(ConfigError, match=r"sources\.clean\.bbc: a news source"):
+        builder.load_config(ROOT / "configs/data.yaml", ["sources.clean={bbc: clean/wikipedia.jsonl}"])
 
 
 def test_missing_corpus_file_names_file_and_setting(corpus, tmp_path, fixture_data_config):
