@@ -49,7 +49,8 @@ def model_card(name: str, kind: str, det, val: dict, test: dict, table_text: str
     bullets = lambda m: "\n".join(f"- {k}: {v:.4f}" for k, v in sorted(m.items()))
     bound = kind in cfg.calibration.paraphrase_bound
     return string.Template((Path(__file__).parent / "templates/model_card.md").read_text()).substitute(
-        name=name, kind=kind, threshold=f"{det.threshold:.3f}", max_clean=f"{cfg.calibration.max_clean_fp_rate:.0%}",
+        name=name, kind=kind, mode=det.mode, threshold=f"{det.threshold:.3f}",
+        max_clean=f"{cfg.calibration.max_clean_fp_rate:.1%}",
         paraphrase_rule=f" and at most {cfg.calibration.max_paraphrase_fp_rate:.0%} of validation paraphrases"
                         if bound else "",
         dataset_hash=dataset_hash(card), rows=", ".join(f"{s} {v['rows']}" for s, v in card["counts"].items()),
