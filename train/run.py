@@ -207,7 +207,7 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     import mlflow
 
     from inference.report import examples_report
-    from train.calibrate import clean_fpr, is_clean, per_level, per_source
+    from train.calibrate import clean_fpr, is_clean, per_level, per_source, read_all
     from train.evaluate import evaluate, evaluate_families, format_table, plots, worst_examples
 
     test_rows = per_level(test, cfg.max_test_texts, cfg.seed)
@@ -217,6 +217,9 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     test_chars = sum(len(r["text"]) for r in test_rows)
     clean = per_source([r for r in test if is_clean(r)], cfg.max_test_texts, cfg.seed)
     analyses = det.analyse([r["text"] for r in clean])
+    if det.modes[det.mode].reads:
+        det.stage_one(analyses)
+        read_all(det, analyses, "language model: clean test texts")
     fpr = clean_fpr(np.array(det.calibrate(analyses)), clean, [det.band(a) for a in analyses], det.threshold, "test")
     spans = [len(det.spans(a)) for a, r in zip(analyses, clean) if r["level"] == "article"]
     fpr["test_clean_article_spans_per_text"] = float(np.mean(spans)) if spans else float("nan")
