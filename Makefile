@@ -57,7 +57,7 @@ score: $(STAMP)
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score INPUT="FILE|DIR ..." OUTPUT=OUT.jsonl|OUT.csv [REPORT=REPORT.html]'; exit 2; }
 	$(PY) -m inference.score $(INPUT) --output $(OUTPUT) $(if $(REPORT),--report $(REPORT)) $(ARGS)
 
-# The same records on Apache Spark (embedded local[*] master by default; README "Scoring on Spark").
+# The same records on Apache Spark (embedded local[*] master by default; docs/spark.md).
 # make score-spark INPUT="corpus/ more.parquet" OUTPUT=scores.parquet [ARGS="--master local[2] --set partitions=64"]
 score-spark: $(STAMP) system-deps
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo 'usage: make score-spark INPUT="FILE|DIR|URI ..." OUTPUT=OUT.jsonl|OUT.parquet'; exit 2; }

@@ -1,5 +1,6 @@
 """Batch-scoring benchmark: articles/s, tokens/s and peak RSS per model variant, plus the accuracy
-change of each speed-up on the test split. Prints figures; asserts nothing about time.
+change of each speed-up on the test split. Prints figures, and writes them to bench/README.md (sections
+`score` and `score-accuracy`, bench/table.py); asserts nothing about time.
 
     python bench/bench_score.py [--articles 200] [--no-accuracy]
 """
@@ -16,11 +17,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import table
 from data import cli
 
 # (model setting, int8 encoder, language-model stage): the default is int8 with the language model where unsure
 VARIANTS = {"tagger int8 + LM": ("model", True, True), "tagger int8": ("model", True, False),
             "tagger fp32 + LM": ("model", False, True), "baseline": ("baseline_model", None, False)}
+# test-split figures of each variant (`test_<name>` in train.evaluate's metrics)
+ACCURACY = ("sentence_f1", "sentence_spun20_f1", "word_f1", "article_roc_auc", "article_f1", "mrpc_fpr")
 
 
 def bench_articles(n: int, min_words: int = 300, max_words: int = 500) -> list[str]:
@@ -73,8 +77,13 @@ def accuracy(variant: str) -> dict:
     det.use_context = context
     rows = load_from_disk(load_config(ROOT / "configs/data.yaml").output_dir)["test"].to_list()
     m = evaluate(det, rows)["metrics"]
-    return {k: m.get(f"test_{k}") for k in ("sentence_f1", "sentence_spun20_f1", "word_f1", "article_roc_auc",
-                                            "article_f1", "mrpc_fpr")}
+    return {k: m.get(f"test_{k}") for k in ACCURACY}
+
+
+def settings_model() -> str:
+    from inference import settings
+
+    return settings.load().model
 
 
 def main() -> int:
@@ -94,23 +103,35 @@ def main() -> int:
     print(f"batch scoring, {args.articles} BBC-sized test articles, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores")
     print(f"{'variant':18s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s} {'read by LM':>10s}")
+    rows = []
     for variant in VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--variant", variant, "--articles", str(args.articles),
                               "--batch-size", str(args.batch_size)],
                              capture_output=True, check=False, text=True, cwd=ROOT)
         if out.returncode:
             print(f"{variant:18s} failed: {out.stderr.strip().splitlines()[-1:]}")
+            rows.append([variant, "failed"])
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{variant:18s} {r['articles_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:12.0f}"
               f" {r['context_share']:10.0%}   (mean {r['mean_words']:.0f} words/article)")
+        rows.append([variant, f"{r['articles_per_s']:.1f}", f"{r['tokens_per_s']:,.0f}",
+                     f"{r['peak_rss_mb'] / 1024:.2f} GB", f"{r['context_share']:.0%}", f"{r['mean_words']:.0f}"])
+    table.write_section("score", ["variant", "articles/s", "tokens/s", "peak RSS", "read by the language model",
+                                  "mean words"], rows,
+                        f"{table.provenance()} Model: `{settings_model()}`; {args.articles} articles, "
+                        f"batch {args.batch_size}.")
     if not args.no_accuracy:
         print("\naccuracy on the test split per variant (speed-ups change these, if at all):")
+        rows = []
         for variant in ("tagger int8 + LM", "tagger int8", "tagger fp32 + LM"):
             out = subprocess.run([sys.executable, __file__, "--variant", variant, "--what", "accuracy"],
                                  capture_output=True, check=False, text=True, cwd=ROOT)
             r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
             print(f"{variant:18s} " + ", ".join(f"{k}={v:.4f}" for k, v in r.items() if v is not None))
+            rows.append([variant] + [f"{r[k]:.4f}" if r.get(k) is not None else "" for k in ACCURACY])
+        table.write_section("score-accuracy", ["variant", *ACCURACY], rows,
+                            f"{table.provenance()} Model: `{settings_model()}`; the test split.")
     return 0
 
 

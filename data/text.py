@@ -4,7 +4,7 @@ Shared by the dataset builder (which labels words) and the detector (which score
 see exactly the same words.
 
 Every function here is linear in the length of the text, whatever it holds: texts come from anyone
-(README "Linear-time text handling"). Rules that must match patterns in such text are written for
+(docs/serving.md, "What is read of a text"). Rules that must match patterns in such text are written for
 RE2 (`google-re2`), whose matching time is linear by construction; `re2_compile` and the character
 classes below give them Python's Unicode meaning of \\s and \\w, which RE2 lacks (its \\s, \\w and
 \\b are ASCII-only). The two word patterns stay in `re`: each match consumes what it tries and never

@@ -33,7 +33,7 @@ from inference.matching.store import IndexStateError, remove_index
 from inference.report import Report, match_row, summary_line
 
 # The command around inference.matching. Python callers may take Matcher, load_config and match_records from here
-# too (README "Reference mode").
+# too (docs/matching.md).
 
 
 def run(inputs: list[str], output: str, references: list[str] | None = None, cfg: MatchConfig | None = None,

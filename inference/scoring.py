@@ -17,8 +17,8 @@ pays:
   - a lone text whose scoring killed the process gets `ScoringFailed` in place of its record (maybe the
     machine's fault, e.g. the OOM killer: the worker retries it, the service answers an error record).
 Cost: the model lives in the child only (the parent never imports torch), so memory is one model copy per
-scoring process, as when scoring in-process, plus the small parent and fork server (README "Scoring
-process"); a replacement loads the model again (from the copy the first child loaded, so it is the same
+scoring process, as when scoring in-process, plus the small parent and fork server (docs/serving.md,
+"Scoring process"); a replacement loads the model again (from the copy the first child loaded, so it is the same
 version) while calls wait. Texts and records cross a pipe (pickled): negligible next to scoring.
 
 `InProcess(detector)` scores in the caller's process with no budget, for callers that hold a loaded

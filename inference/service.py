@@ -19,8 +19,8 @@ for scoring); one thread off the event loop waits for it (requests that queue up
 together in its next model call), bounded by `request_timeout_s` (504); more than `max_waiting_texts`
 texts waiting get 503 with Retry-After. SIGTERM stops accepting
 connections and lets in-flight requests finish (exit status 0).
-Slow clients are bounded (README, "Service limits and guarantees"): the API key is checked on the headers, before
-the body is read; a request's head and body must each arrive within a deadline, else the connection is
+Slow clients are bounded (docs/serving.md, "Service limits and guarantees"): the API key is checked on the
+headers, before the body is read; a request's head and body must each arrive within a deadline, else the connection is
 closed; past `limit_concurrency` open connections a request gets 503. Without a key the service serves
 only on a loopback address unless `allow_public_without_key`; the key comes from an environment variable
 or a file, never from the command line.

@@ -2,7 +2,7 @@
 
 Reads `articles_stream` (fields `id` and `text`, or `json` holding {"id": ..., "text": ...}) as a member
 of consumer group `group`, and for each article writes its score record to `verdicts_stream`, and to
-`review_stream` as well when it is labelled spun (for human moderators). Guarantees (README "Queue worker"):
+`review_stream` as well when it is labelled spun (for human moderators). Guarantees (docs/serving.md, "Queue worker"):
   - at least once, one verdict per (id, text): a message is acknowledged only by the atomic step (a Lua
     script) that writes its result, and only after the writes succeeded, so a failed write leaves it
     pending, never acknowledged unanswered. A message whose id already has a verdict for the same text
