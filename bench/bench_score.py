@@ -21,8 +21,8 @@ from bench import table
 from data import cli
 
 # (model setting, int8 encoder, language-model stage): the default is int8 with the language model where unsure
-VARIANTS = {"tagger int8 + LM": ("model", True, True), "tagger int8": ("model", True, False),
-            "tagger fp32 + LM": ("model", False, True), "baseline": ("baseline_model", None, False)}
+VARIANTS = {"thorough (int8 tagger + LM)": ("model", True, "thorough"), "fast (int8 tagger)": ("model", True, "fast"),
+            "thorough (fp32 tagger + LM)": ("model", False, "thorough"), "baseline": ("baseline_model", None, "fast")}
 # test-split figures of each variant (`test_<name>` in train.evaluate's metrics)
 ACCURACY = ("sentence_f1", "sentence_spun20_f1", "word_f1", "article_roc_auc", "article_f1", "mrpc_fpr")
 
@@ -43,9 +43,8 @@ def measure(variant: str, n: int, batch_size: int) -> dict:
     from inference import Detector, settings
 
     cfg = settings.load()
-    key, quantize, context = VARIANTS[variant]
-    det = Detector.load(getattr(cfg, key), quantize=quantize)
-    det.use_context = context
+    key, quantize, mode = VARIANTS[variant]
+    det = Detector.load(getattr(cfg, key), quantize=quantize, mode=mode)
     texts = bench_articles(n)
     det.score(texts[:4])  # warm-up (loads the language model too, when the stage is on)
     det.stats.clear()
@@ -58,7 +57,7 @@ def measure(variant: str, n: int, batch_size: int) -> dict:
     else:
         tokens = sum(len(t.split()) for t in texts)
     return {"variant": variant, "articles": len(texts), "mean_words": sum(len(t.split()) for t in texts) / len(texts),
-            "context_share": det.stats["context_texts"] / max(1, det.stats["texts"]),
+            "context_share": det.stats["read_words"] / max(1, det.stats["prose_words"]),
             "articles_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -72,9 +71,8 @@ def accuracy(variant: str) -> dict:
     from train.evaluate import evaluate
 
     cfg = settings.load()
-    key, quantize, context = VARIANTS[variant]
-    det = Detector.load(getattr(cfg, key), quantize=quantize)
-    det.use_context = context
+    key, quantize, mode = VARIANTS[variant]
+    det = Detector.load(getattr(cfg, key), quantize=quantize, mode=mode)
     rows = load_from_disk(load_config(ROOT / "configs/data.yaml").output_dir)["test"].to_list()
     m = evaluate(det, rows)["metrics"]
     return {k: m.get(f"test_{k}") for k in ACCURACY}
@@ -102,18 +100,18 @@ def main() -> int:
         return 0
     print(f"batch scoring, {args.articles} BBC-sized test articles, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores")
-    print(f"{'variant':18s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s} {'read by LM':>10s}")
+    print(f"{'variant':28s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s} {'read by LM':>10s}")
     rows = []
     for variant in VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--variant", variant, "--articles", str(args.articles),
                               "--batch-size", str(args.batch_size)],
                              capture_output=True, check=False, text=True, cwd=ROOT)
         if out.returncode:
-            print(f"{variant:18s} failed: {out.stderr.strip().splitlines()[-1:]}")
+            print(f"{variant:28s} failed: {out.stderr.strip().splitlines()[-1:]}")
             rows.append([variant, "failed"])
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{variant:18s} {r['articles_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:12.0f}"
+        print(f"{variant:28s} {r['articles_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:12.0f}"
               f" {r['context_share']:10.0%}   (mean {r['mean_words']:.0f} words/article)")
         rows.append([variant, f"{r['articles_per_s']:.1f}", f"{r['tokens_per_s']:,.0f}",
                      f"{r['peak_rss_mb'] / 1024:.2f} GB", f"{r['context_share']:.0%}", f"{r['mean_words']:.0f}"])
@@ -124,11 +122,11 @@ def main() -> int:
     if not args.no_accuracy:
         print("\naccuracy on the test split per variant (speed-ups change these, if at all):")
         rows = []
-        for variant in ("tagger int8 + LM", "tagger int8", "tagger fp32 + LM"):
+        for variant in [v for v in VARIANTS if v != "baseline"]:
             out = subprocess.run([sys.executable, __file__, "--variant", variant, "--what", "accuracy"],
                                  capture_output=True, check=False, text=True, cwd=ROOT)
             r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
-            print(f"{variant:18s} " + ", ".join(f"{k}={v:.4f}" for k, v in r.items() if v is not None))
+            print(f"{variant:28s} " + ", ".join(f"{k}={v:.4f}" for k, v in r.items() if v is not None))
             rows.append([variant] + [f"{r[k]:.4f}" if r.get(k) is not None else "" for k in ACCURACY])
         table.write_section("score-accuracy", ["variant", *ACCURACY], rows,
                             f"{table.provenance()} Model: `{settings_model()}`; the test split.")
