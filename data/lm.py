@@ -48,7 +48,7 @@ PRECISIONS = ("bfloat16", "int8", "float32")
 
 
 class CausalLM:
-    """precision: the weights' number format (README "Speed"). "bfloat16" prices words within a few hundredths
+    """precision: the weights' number format (bench/README.md). "bfloat16" prices words within a few hundredths
     of a nat of "float32", about 2.5 times as fast on a CPU with native bf16 (AVX512-BF16, AMX). "int8" (dynamic
     int8 linear layers) is about as fast as bfloat16 there (measured; not on a CPU without bf16), but far from both: the
     activation outliers of the MLP's down projections do not survive one int8 scale per call, and surprisals move

@@ -39,7 +39,7 @@ def test_the_cached_copy_gives_the_gguf_numbers_bit_for_bit(tmp_path, monkeypatc
 
 def test_bfloat16_prices_words_as_full_precision_does():
     """bfloat16 (the context stage's default) stays within a quarter of a nat of float32 (0.08 here); int8, its earlier
-    default, moves them by up to 1.9 nats on this sentence (README "Speed"), so it is only an option."""
+    default, moves them by up to 1.9 nats on this sentence (bench/README.md), so it is only an option."""
     full, half = likelihoods(CausalLM(precision="float32")), likelihoods(CausalLM(precision="bfloat16"))
     gaps = [abs(a - b) for f, h in zip(full, half) for a, b in zip([f[0], f[1], *f[2]], [h[0], h[1], *h[2]])]
     assert len(gaps) == 7 and max(gaps) < 0.25, gaps

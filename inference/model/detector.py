@@ -1,4 +1,4 @@
-"""Detector: text in, score records out (the contract in README "Score record").
+"""Detector: text in, score records out (the contract: README "Read a record", docs/serving.md).
 
 A detector directory holds `unspin.json` (calibration, thresholds, settings) and the sentence scorer's
 weights: `tagger/` (per-word encoder) or `baseline.joblib` (TF-IDF + logistic regression).

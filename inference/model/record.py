@@ -1,4 +1,4 @@
-"""The score record, defined once: what every scoring path returns per text (README "Score record").
+"""The score record, defined once: what every scoring path returns per text (README "Read a record").
 
 `ScoreRecord` (with `ModelInfo`, `SentenceScore`, `Span`) is the definition. The others derive from it: the
 service's response models and /openapi.json are these classes; `error_record` is the record of a text that
