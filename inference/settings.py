@@ -39,7 +39,7 @@ class InferenceConfig:
     batch_size: int  # batch command: articles scored together
     max_bytes: int  # batch command: a larger file or text gets an error record
     threads: int  # torch intra-op threads per process (UNSPIN_THREADS wins when set)
-    quantize: bool | None  # int8/full-precision encoder; None: as the model was calibrated (README: speed)
+    quantize: bool | None  # int8/full-precision encoder; None: as the model was calibrated (bench/README.md)
     mode: str | None  # thorough | fast; None: the model's default
     spans: str  # flagged: spans of texts labelled spun only; all: of every text
 
