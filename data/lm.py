@@ -61,6 +61,7 @@ class CausalLM:
 
         if threads:
             torch.set_num_threads(threads)
+        precision = native(precision)
         self.gguf = gguf = gguf_file(path)
         cached = cache_dir(gguf)
         if cached.exists():
@@ -153,6 +154,17 @@ class CausalLM:
             toks = values[at:at + n_tok]
             out.append(WordLikelihood(float(toks[0]), float(-toks.sum()), values[at + n_tok:at + n_tok + n_alt]))
         return out
+
+
+def native(precision: str) -> str:
+    """The precision to compute in: bfloat16 only where the CPU has it natively (AVX512-BF16, AMX). Elsewhere
+    (an AVX2-only CPU) PyTorch emulates it, several times slower than float32, whose numbers it only
+    approximates: float32 then."""
+    import torch
+
+    if precision == "bfloat16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "float32"
+    return precision
 
 
 def gguf_file(path: str | Path | None = None) -> Path:

@@ -54,8 +54,10 @@ def detector(smoke_run):
     return Detector.load("models:/unspin@champion")
 
 
-def test_known_tortured_phrase_is_flagged_with_its_original(detector):
+def test_known_tortured_phrase_is_flagged_with_its_original(detector, monkeypatch):
     text = "Researchers said counterfeit consciousness could help doctors read medical images faster."
+    monkeypatch.setattr(detector, "show_spans", "all")  # the smoke model's label is not what this checks
+    monkeypatch.setattr(detector, "mode", "fast")  # the tagger's word probabilities, with the lexicon's hits
     rec = detector.score(text)
     span = next(s for s in rec["spans"] if "counterfeit consciousness" in s["text"])
     assert span["score"] >= 0.99 and "artificial intelligence" in span["suggestion"]

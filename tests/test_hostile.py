@@ -106,7 +106,7 @@ def test_tagger_steps_around_the_encoder_take_every_family(smoke_run, texts):
     from inference import Detector
     from inference.model.tagger import encode
 
-    tagger = Detector.load("models:/unspin@champion")
+    tagger = Detector.load("models:/unspin@champion", mode="fast", spans="all")  # the word probabilities set below
     baseline = Detector.load(BASELINE)
     for name, text in texts.items():
         [a] = baseline.analyse([text])

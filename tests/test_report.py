@@ -111,11 +111,32 @@ def scored(smoke_run, tmp_path_factory):
              {"id": HOSTILE[0], "text": HOSTILE_TEXT}, {"id": "empty", "text": ""},
              {"id": "more-spun", "text": SPUN.replace("Monday", "Tuesday")}]
     (d / "in.jsonl").write_text(jsonl(items))
-    proc = command("inference.score", d / "in.jsonl", "--output", d / "out.jsonl", "--report", d / "report.html")
+    proc = command("inference.score", d / "in.jsonl", "--output", d / "out.jsonl", "--report", d / "report.html",
+                   "--spans", "all")  # every text's spans, whatever its label: the report draws each one
     assert proc.returncode == 0, proc.stderr
     assert "article [" in proc.stderr  # the progress bar: the default path
     records = [json.loads(x) for x in (d / "out.jsonl").read_text().splitlines()]
     return d, items, records
+
+
+def test_a_clean_article_shows_no_highlights_by_default(smoke_run, tmp_path, browser):
+    """Spans are shown for texts labelled spun; a clean label leaves the article unmarked in the record and the
+    report, unless every span is asked for."""
+    article = "\n\n".join(PARAGRAPHS[:4])
+    (tmp_path / "in.jsonl").write_text(jsonl([{"id": "clean", "text": article}]))
+    pages = {}
+    for spans in ("flagged", "all"):
+        out, page = tmp_path / f"{spans}.jsonl", tmp_path / f"{spans}.html"
+        # threshold 1: the label is clean whatever the smoke model thinks of the text
+        proc = command("inference.score", tmp_path / "in.jsonl", "--output", out, "--report", page, "--quiet",
+                       "--threshold", "1", "--spans", spans)
+        assert proc.returncode == 0, proc.stderr
+        [record] = [json.loads(x) for x in out.read_text().splitlines()]
+        assert record["label"] == "clean"
+        pages[spans] = record
+        browser.get(page.as_uri())
+        assert len(css(browser, "mark.span")) == len(record["spans"])
+    assert pages["flagged"]["spans"] == [] and pages["flagged"]["score"] == pages["all"]["score"]
 
 
 def test_score_report_highlights_every_span_and_runs_nothing(scored, browser, screenshots):
@@ -197,7 +218,7 @@ def test_match_report_shows_substitutions_in_both_texts(browser, screenshots, tm
 def keyed_service(smoke_run, tmp_path_factory):
     log = tmp_path_factory.mktemp("page") / "service.log"
     server, url = start_service(log, "http.api_key_env=UNSPIN_PAGE_KEY", "http.request_timeout_s=600",
-                                "scoring.budget_s=3600", env=child_env(UNSPIN_PAGE_KEY=KEY))
+                                "scoring.budget_s=3600", "spans=all", env=child_env(UNSPIN_PAGE_KEY=KEY))
     try:
         yield url
     finally:
