@@ -71,13 +71,14 @@ def test_detector_round_trips_through_a_directory(detector, tmp_path):
     assert again.score(text) == detector.score(text)
 
 
-def test_shipped_model_scores_at_its_calibrated_precision_and_saves_full_weights(detector, tmp_path):
+def test_shipped_model_scores_at_its_calibrated_precision_and_saves_full_weights(detector, tmp_path, monkeypatch):
     import torch
 
     from inference import Detector
 
     assert detector.meta["tagger"]["quantize"] and detector.tagger.quantized  # smoke config: int8
-    full = Detector.load(detector.save(tmp_path / "det"), quantize=False)
+    monkeypatch.setattr(detector, "mode", "fast")  # the tagger's score (thorough mode's may not use it)
+    full = Detector.load(detector.save(tmp_path / "det"), quantize=False, mode="fast")
     assert not full.tagger.quantized and isinstance(full.tagger.model.classifier, torch.nn.Linear)
     text = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
     a, b = detector.score(text)["score"], full.score(text)["score"]
@@ -93,7 +94,8 @@ def test_a_text_scores_the_same_alone_and_in_any_batch(detector, monkeypatch):
     assert detector.tagger.quantized and detector.context is not None and detector.mode == "thorough"
     read = detector.stats["read_words"]
     alone = detector.score(text)
-    assert detector.stats["read_words"] == read + len(text.split())  # the language model read every word
+    words = sum(len(s.words) for s in detector.analyse([text])[0].sentences)
+    assert detector.stats["read_words"] == read + words  # the language model read every word
     assert alone["read"] == 1.0
     assert detector.score([others[1], text, others[0]], ids=["x", 0, "y"])[1] == alone
     probs = detector.tagger.word_probs([text, *others])[0]
@@ -139,7 +141,7 @@ def test_a_score_is_its_length_bands_curve_of_its_mode_raw_score(detector, tmp_p
         raw = m.raw(det.features(analyses, m.reads)[0])
         records = det.score([short, long])
         assert [r["score"] for r in records] == pytest.approx(
-            [m.bands["sentence"](raw[0])[0], m.bands["article"](raw[1])[0]], abs=1e-6)
+            [float(m.bands["sentence"](raw[0])), float(m.bands["article"](raw[1]))], abs=1e-6)
         assert {r["mode"] for r in records} == {mode} and (records[0]["read"] is None) == (mode == "fast")
     with pytest.raises(ValueError, match="mode: expected one of thorough, fast"):
         det.mode = "slow"
@@ -150,7 +152,8 @@ def test_a_clean_label_shows_no_spans_unless_all_are_asked_for(detector, tmp_pat
     from inference import Detector
 
     text = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
-    det = Detector.load(detector.save(tmp_path / "a"), spans="all")
+    det = Detector.load(detector.save(tmp_path / "a"), mode="fast", spans="all")
+    det.modes["fast"].span_threshold = 0.0  # every word is highlighted
     det.threshold = 1.0  # every text is labelled clean
     everything = det.score(text)
     assert everything["label"] == "clean" and everything["spans"]

@@ -256,8 +256,7 @@ def test_api_key_and_routing_errors(service, client):
 
 def test_openapi_describes_the_records(openapi, client):
     rec = openapi["components"]["schemas"]["ScoreRecord"]
-    assert set(rec["properties"]) == set(rec["required"]) == {"id", "score", "label", "threshold", "model",
-                                                              "sentences", "spans", "error"}
+    assert set(rec["properties"]) == set(rec["required"]) == set(FIELDS)
     schemas = openapi["components"]["schemas"]
     assert set(schemas["Span"]["properties"]) == {"start", "end", "text", "score", "suggestion"}
     assert set(schemas["SentenceScore"]["properties"]) == {"start", "end", "score"}

@@ -14,6 +14,7 @@ import pytest
 
 from inference import settings
 from inference import spark as spark_cmd
+from inference.model import record
 from inference.scoring import load_detector
 from tests.conftest import PARAGRAPHS, ROOT
 from tests.servers import child_env
@@ -21,7 +22,7 @@ from tests.servers import child_env
 SPUN = ("Washington's best diplomat stated on Monday that overseas ministers had made good progress. Researchers "
         "said counterfeit consciousness could help doctors read medical images faster.")
 MAX_BYTES = settings.load().max_bytes  # configs/inference.yaml: the batch command's limit
-FIELDS = ["id", "score", "label", "threshold", "model", "sentences", "spans", "error"]
+FIELDS = list(record.FIELDS)
 
 # (id as written in the output, text scored or None, what the error says or None)
 EXPECTED = [

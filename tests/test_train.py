@@ -144,7 +144,7 @@ def test_a_fold_experiment_trains_and_logs_only_the_folds_it_names(mlflow_store,
     got = train(cfg)
     assert list(got["models"]) == ["tagger-without-wordnet"] and list(got["lofo"]) == ["wordnet"]
     metrics = mlflow.get_run(got["run_id"]).data.metrics
-    for variant in ("lofo", "lofo_tagger_only", "lofo_zero_shot", "lofo_tagger_weight=0.1"):
+    for variant in ("lofo", "lofo_tagger_only", "lofo_zero_shot", "lofo_tagger_weight_0.1"):
         assert 0 <= metrics[f"{variant}.wordnet.paragraph.roc_auc"] <= 1, variant
     assert 0 <= metrics["lofo.wordnet.word_precision"] <= 1 and metrics["lofo.wordnet.spun_read"] == 1.0
     summary = mlflow.artifacts.load_text(f"runs:/{got['run_id']}/evaluation/summary.txt")
@@ -213,7 +213,7 @@ def test_champion_validated_on_other_data_is_rescored_before_comparing(smoke_run
 
     def rescore(uri):
         rescored.append(uri)
-        return fit_calibration(Detector.load(uri), rows, cfg.calibration, cfg.seed)
+        return fit_calibration(Detector.load(uri), rows, cfg.calibration, cfg.seed, cfg.context)
 
     versions = {}
     for data in ("data-a", "data-a", "data-b"):

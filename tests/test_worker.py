@@ -20,7 +20,7 @@ import redis
 
 from inference import settings
 from inference.model.detector import Detector
-from inference.model.record import ScoreRecord, error_record
+from inference.model.record import FIELDS, ScoreRecord, error_record
 from inference.scoring import InProcess
 from inference.worker import BadMessage, Message, Worker, parse_message
 from tests.conftest import PARAGRAPHS
@@ -171,7 +171,7 @@ def assert_ledger(r, n: dict, valid: set, bad: list) -> dict:
     for v in verdicts:
         rec = records[v["id"]]
         assert rec["id"] == v["id"] and (rec["label"] or "") == v["label"]
-        assert set(rec) == {"id", "score", "label", "threshold", "model", "sentences", "spans", "error"}
+        assert set(rec) == set(FIELDS)
     review = entries(r, n["review_stream"])
     assert Counter(x["id"] for x in review) == Counter(i for i, rec in records.items() if rec["label"] == "spun")
     assert all(r.exists(n["seen_prefix"] + i) for i in valid)
@@ -563,7 +563,7 @@ def test_verdicts_of_texts_that_cannot_be_scored_are_the_defined_error_record(r,
     assert list(verdicts) == [rid for _, rid, _ in ODD[:4]]
     for rid, rec in verdicts.items():
         assert ScoreRecord.model_validate(rec).model_dump() == rec
-        assert rec == error_record(rid, rec["error"], det.threshold, det.model_info)
+        assert rec == error_record(rid, rec["error"], det.threshold, det.model_info, det.mode)
     assert verdicts["odd-bytes"]["error"] == "not UTF-8 text"
 
 

@@ -135,7 +135,7 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
     """{variant: {family: figures}} for each family's spun paragraphs and articles against clean ones, per level
     (keys prefixed "paragraph." and "article.") and pooled. Variants: "full", the detector in its current mode;
     "tagger_only", fast mode (when the current one reads); "zero_shot", the language model's zero-shot score
-    alone, and "tagger_weight=W", thorough raw scores with each of `tagger_weights` (ROC-AUC only: they have no
+    alone, and "tagger_weight_W", thorough raw scores with each of `tagger_weights` (ROC-AUC only: they have no
     threshold). Every text is analysed once, whatever families share it."""
     samples = {(f, lv): heldout_rows(rows, f, lv, limit, seed) for f in families for lv in ("paragraph", "article")}
     unique = {r["id"]: r for sample in samples.values() for r in sample}
@@ -163,7 +163,7 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
                     out[variant][family] = figures
         if "thorough" in det.modes:
             X = dict(zip(ids, det.features(analyses, reads=True)[0]))
-            raws = {"zero_shot": lambda x: x[0], **{f"tagger_weight={w:g}": (lambda x, w=w: x[0] + w * x[1])
+            raws = {"zero_shot": lambda x: x[0], **{f"tagger_weight_{w:g}": (lambda x, w=w: x[0] + w * x[1])
                                                     for w in tagger_weights}}
             for variant, raw in raws.items():
                 out[variant] = {}

@@ -263,7 +263,7 @@ def register_model(job: Job, det, val: dict, test: dict, table_text: str, val_ro
     version, _ = log_detector(det, job.register)
 
     def rescore(uri):
-        return fit_calibration(Detector.load(uri), val_rows, cfg.calibration, cfg.seed)
+        return fit_calibration(Detector.load(uri), val_rows, cfg.calibration, cfg.seed, cfg.context)
 
     promoted, message = promote_if_better(job.register, version, cfg.registry.alias, cfg.registry.metric,
                                           cfg.registry.tie_breaker, rescore)
@@ -343,7 +343,7 @@ def fpr_table(metrics: dict) -> str:
 def weight_choice(variants: dict[str, dict[str, dict]]) -> str:
     """The thorough-mode fusions on every fold: paragraph ROC-AUC per held-out family, the worst of them, and
     the weight whose worst family is best (what configs/train.yaml's context.tagger_weight should say)."""
-    names = [v for v in variants if v == "zero_shot" or v.startswith("tagger_weight=")]
+    names = [v for v in variants if v == "zero_shot" or v.startswith("tagger_weight_")]
     if not names:
         return ""
     families = sorted({f for v in names for f in variants[v]})
