@@ -59,7 +59,7 @@ def corpus(tmp_path_factory):
 
 # One text per batch: a text's score depends on the texts it is batched with (int8 activation scales and the
 # language-model stage are computed per batch), so only texts scored alone can be compared across runs.
-OVERRIDES = ["master=local[2]", "batch_size=1"]
+OVERRIDES = ["master=local[2]", "batch_size=1", "spans=all"]  # spans of every text: they travel through Spark too
 
 
 @pytest.fixture(scope="module")
