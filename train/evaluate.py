@@ -126,6 +126,22 @@ def family_figures(det: Detector, sample: list[dict], analyses, scores, records)
     return out
 
 
+def per_family(samples: dict, families: list[str], figures_of) -> dict[str, dict]:
+    """{family: figures}: `figures_of(sample)` on the family's spun paragraphs and articles against clean ones,
+    each level's keys prefixed "paragraph." or "article.", and on both levels pooled (unprefixed)."""
+    out = {}
+    for family in families:
+        figures, pooled = {}, []
+        for level in ("paragraph", "article"):
+            sample = samples[(family, level)]
+            if any(r["label"] for r in sample):
+                pooled += sample
+                figures.update({f"{level}.{k}": v for k, v in figures_of(sample).items()})
+        if pooled:
+            out[family] = {**figures, **figures_of(pooled)}
+    return out
+
+
 def roc(labels, raw) -> float:
     return slice_metrics(labels, raw, 0.0)["roc_auc"]
 
@@ -149,35 +165,15 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
             det.mode = mode
             scores = det.calibrate(analyses)
             by_id = {i: (a, v, det.record(i, a, v)) for i, a, v in zip(ids, analyses, scores)}
-            out[variant] = {}
-            for family in families:
-                figures, pooled = {}, []
-                for level in ("paragraph", "article"):
-                    sample = samples[(family, level)]
-                    if any(r["label"] for r in sample):
-                        pooled += sample
-                        got = zip(*[by_id[r["id"]] for r in sample])
-                        figures.update({f"{level}.{k}": v for k, v in family_figures(det, sample, *got).items()})
-                if pooled:
-                    figures.update(family_figures(det, pooled, *zip(*[by_id[r["id"]] for r in pooled])))
-                    out[variant][family] = figures
+            out[variant] = per_family(samples, families, lambda sample, by_id=by_id: family_figures(
+                det, sample, *zip(*[by_id[r["id"]] for r in sample])))
         if "thorough" in det.modes:
             X = dict(zip(ids, det.features(analyses, reads=True)[0]))
             raws = {"zero_shot": lambda x: x[0], **{f"tagger_weight_{w:g}": (lambda x, w=w: x[0] + w * x[1])
                                                     for w in tagger_weights}}
             for variant, raw in raws.items():
-                out[variant] = {}
-                for family in families:
-                    figures, pooled = {}, []
-                    for level in ("paragraph", "article"):
-                        sample = samples[(family, level)]
-                        if any(r["label"] for r in sample):
-                            pooled += sample
-                            figures[f"{level}.roc_auc"] = roc([r["label"] for r in sample],
-                                                              [raw(X[r["id"]]) for r in sample])
-                    if pooled:
-                        figures["roc_auc"] = roc([r["label"] for r in pooled], [raw(X[r["id"]]) for r in pooled])
-                        out[variant][family] = figures
+                out[variant] = per_family(samples, families, lambda sample, raw=raw: {
+                    "roc_auc": roc([r["label"] for r in sample], [raw(X[r["id"]]) for r in sample])})
     finally:
         det.mode = default
     return out
