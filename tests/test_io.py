@@ -108,6 +108,19 @@ def test_directory_is_read_recursively_in_sorted_order_with_relative_ids(tmp_pat
     assert records[1].text == PARAGRAPHS[1] and records[2].text == PARAGRAPHS[0]
 
 
+def test_a_bad_csv_row_is_keyed_by_the_id_column_when_the_cells_before_the_fault_reach_it(tmp_path):
+    path = tmp_path / "text-first.csv"  # the id column is found by name, here the second
+    path.write_text(f'text,id,title\n"{GOOD}",a1,T\n"{GOOD}",a2,"never closed\n"never closed, a3\n'
+                    f'{GOOD.replace(",", "")},a4,T,extra\n"{GOOD}","a""5","x"y\n"{GOOD}","a6\n')
+    records = list(iter_records([str(path)], max_bytes=MAX))
+    # a3's id comes after the open quote and a6's id cell is the one left open: no readable id, file:line
+    assert [r.id for r in records] == ["a1", "a2", f"{path}:4", "a4", 'a"5', f"{path}:7"]
+    assert [r.error is None for r in records] == [True, False, False, False, False, False]
+    assert records[1].error == "line 3: malformed CSV: quote not closed" and records[1].text is None
+    assert records[3].error == "line 5: malformed CSV: 4 cells, the header has 3"
+    assert records[4].error.startswith("line 6: malformed CSV: ")  # a stray quote after the id cell
+
+
 def test_stdin_is_read_as_jsonl():
     stdin = io.BytesIO((jl({"id": "s1", "text": GOOD}) + "oops\n" + jl({"id": "s2", "text": GOOD})).encode())
     records = list(iter_records(["-"], max_bytes=MAX, stdin=stdin))

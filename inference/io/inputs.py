@@ -269,10 +269,12 @@ def _iter_csv(path: str, max_bytes: int) -> Iterator[Record]:
             yield Record(id=path, error=f"CSV has no column {', '.join(missing)} (columns: {', '.join(names)})")
             return
         rows.width = len(names)
+        id_col = len(names) - 1 - names[::-1].index("id")  # the last column named id, as dict(zip()) reads it
         for row in rows:
             where = f"{path}:{row.line}"
-            if row.error:
-                yield Record(id=where, error=f"line {row.line}: malformed CSV: {row.error}")
+            if row.error:  # keyed by its id when the cells read before the fault reach it, as the README promises
+                rid = clean_id(row.cells[id_col]) if len(row.cells) > id_col else None
+                yield Record(id=rid or where, error=f"line {row.line}: malformed CSV: {row.error}")
                 continue
             values = dict(zip(names, row.cells))
             if any(_bad_unicode(v) for v in values.values()):
@@ -290,7 +292,7 @@ class CsvRow:
     line: int              # physical line the record starts on (1-based)
     start: int             # byte offsets of the record in the stream
     end: int
-    cells: list[str] | None
+    cells: list[str]       # of an error row: the cells read before the fault (all of them when too wide)
     error: str | None = None
     complete: bool = True  # False: cut short by the end of the stream (no final LF, or an open quote)
 
@@ -306,7 +308,8 @@ class CsvRows:
     quote costs one record, not every later one. The lines it ran on into inside its quotes are never
     again read as the inside of a quoted field: from that same state the parse would fail the same way.
     So every line is parsed at most twice: linear time. A record with more cells than `width` is an
-    error row too, but a whole one (it is valid CSV).
+    error row too, but a whole one (it is valid CSV). An error row keeps the cells that are readable before
+    the fault (`readable_cells`), so a reader can still tell whose record it was.
     """
 
     def __init__(self, stream: BinaryIO):
@@ -338,7 +341,7 @@ class CsvRows:
     def __iter__(self) -> Iterator[CsvRow]:
         while (first := self._next_line()) is not None:
             row = self._parse(first)
-            if row.cells == []:
+            if row.cells == [] and row.error is None:
                 continue  # a blank line
             yield row
 
@@ -362,7 +365,8 @@ class CsvRows:
             self._unread(taken[1:])  # carry on at the line after the first
             # a quote that ran on past its line failed because it was not closed there: say that, not where
             error = "quote not closed" if state["eof"] or len(taken) > 1 else str(e)
-            return CsvRow(line, start, self.pos, None, error, not state["eof"])
+            cells = readable_cells(first.decode("utf-8", "surrogateescape"))
+            return CsvRow(line, start, self.pos, cells, error, not state["eof"])
         # cut short: the stream ended with no final LF (a crash, even between CR and LF; or just a missing one)
         complete = taken[-1].endswith(b"\n")
         return CsvRow(line, start, self.pos, cells, self._width_error(cells), complete)
@@ -371,6 +375,28 @@ class CsvRows:
         if self.width is not None and len(cells) > self.width and any(c.strip() for c in cells[self.width:]):
             return f"{len(cells)} cells, the header has {self.width}"
         return None
+
+
+def readable_cells(line: str) -> list[str]:
+    """The cells at the start of `line` (the first line of a record the strict parse failed on) that are
+    whole and well-formed, each followed by a comma: strict CSV reads them the same whatever comes after.
+
+    The csv module's lenient parse reads on past the fault; a cell is kept only when the line spells it
+    exactly as strict CSV would (plain, or quoted with inner quotes doubled), which the cell holding the
+    fault never does: its text runs to the line's end (an open quote) or lost a quote (a stray one).
+    """
+    try:
+        cells = next(csv.reader([line]), [])
+    except csv.Error:
+        return []
+    readable, pos = [], 0
+    for cell in cells[:-1]:  # the last cell is followed by no comma on this line
+        spelled = '"' + cell.replace('"', '""') + '"' if line.startswith('"', pos) else cell
+        if not line.startswith(spelled + ",", pos):
+            break
+        readable.append(cell)
+        pos += len(spelled) + 1
+    return readable
 
 
 # --- validation ----------------------------------------------------------------------------------
