@@ -44,14 +44,17 @@ class Record:
     error: str | None = None
 
 
-def iter_records(inputs: list[str], max_bytes: int, stdin: BinaryIO | None = None) -> Iterator[Record]:
-    """One Record per input record across `inputs`, in order. `stdin` (binary) replaces sys.stdin for `-`."""
+def iter_records(inputs: list[str], max_bytes: int, stdin: BinaryIO | None = None,
+                 follow_symlinks: bool = False) -> Iterator[Record]:
+    """One Record per input record across `inputs`, in order. `stdin` (binary) replaces sys.stdin for `-`.
+    `follow_symlinks`: read the files of a directory that are symlinks to files outside it (by default each
+    gets an error record instead)."""
     for name in inputs:
         try:
             if name == STDIN:
                 yield from _iter_jsonl(stdin or sys.stdin.buffer, "<stdin>", max_bytes)
             elif os.path.isdir(name):
-                yield from _iter_directory(name, max_bytes)
+                yield from _iter_directory(name, max_bytes, follow_symlinks)
             elif not os.path.exists(name):
                 yield Record(id=name, error=f"cannot read input {name}: no such file or directory")
             else:
@@ -72,9 +75,13 @@ def iter_records(inputs: list[str], max_bytes: int, stdin: BinaryIO | None = Non
 
 # --- article files -------------------------------------------------------------------------------
 
-def _iter_directory(root: str, max_bytes: int) -> Iterator[Record]:
-    """Article files under `root`, recursively, sorted by relative path; other files are skipped."""
+def _iter_directory(root: str, max_bytes: int, follow_symlinks: bool = False) -> Iterator[Record]:
+    """Article files under `root`, recursively, sorted by relative path; other files are skipped. A symlink
+    to a file outside `root` gets an error record unless `follow_symlinks`: a tree handed over to be scored
+    must not make the command read (and copy into its output or report) files from elsewhere on the machine.
+    Symlinked directories are not descended (os.walk's default), so they cannot lead out either."""
     found: list[tuple[tuple[str, ...], str, str | None]] = []  # (sort key, path, error)
+    real_root = os.path.realpath(root)
 
     def unreadable(e: OSError):
         where = e.filename or root
@@ -86,7 +93,10 @@ def _iter_directory(root: str, max_bytes: int) -> Iterator[Record]:
             path = os.path.join(dirpath, fn)
             if (not fn.startswith(".") and os.path.splitext(fn)[1].lower() in ARTICLE_EXTS
                     and os.path.isfile(path)):  # not FIFOs/devices: reading them could block
-                found.append((_rel_parts(path, root), path, None))
+                outside = (not follow_symlinks and os.path.islink(path)
+                           and not _is_within(os.path.realpath(path), real_root))
+                found.append((_rel_parts(path, root), path, f"symlink to a file outside the input directory "
+                              f"{root}: not read (--follow-symlinks reads it)" if outside else None))
     for parts, path, error in sorted(found):
         rid = "/".join(parts) or root
         yield Record(id=rid, error=error) if error else read_article(path, rid, max_bytes)
@@ -94,6 +104,10 @@ def _iter_directory(root: str, max_bytes: int) -> Iterator[Record]:
 
 def _rel_parts(path: str, root: str) -> tuple[str, ...]:
     return Path(os.path.relpath(path, root)).parts
+
+
+def _is_within(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, directory]) == directory
 
 
 def read_article(path: str, rid: str, max_bytes: int) -> Record:
