@@ -265,7 +265,7 @@ def test_a_bad_csv_row_keeps_a_readable_id_and_resume_over_such_rows_is_exact(ba
     assert [r.id for r in records] == ["r1", "c2", "r3", "w4", f"{path}:6", f"{path}:7", "r8"]
     errors = [r.error for r in records]
     assert errors[0] is errors[2] is errors[6] is None
-    assert "line 3: malformed CSV: quote not closed" == errors[1] and "line 4: malformed CSV: 3 cells" in errors[3]
+    assert "line 3: malformed CSV: quote not closed" == errors[1] and "line 5: malformed CSV: 3 cells" in errors[3]
     assert "line 6: malformed CSV" in errors[4] and "line 7: malformed CSV: quote not closed" == errors[5]
     for fmt in ("jsonl", "csv"):
         out = tmp_path / f"out.{fmt}"
