@@ -1,7 +1,8 @@
 """Score articles from files: `python -m inference.score INPUT... --output OUT`.
 
 INPUT: .txt/.md/.html files or directories of them, .jsonl (id, text), .csv (id, text), or - (JSONL
-on stdin). OUT: .jsonl (full score records), .csv (flat), or - (JSONL on stdout). One output record
+on stdin). A symlink in a directory that leads to a file outside it gets an error record, unless
+--follow-symlinks. OUT: .jsonl (full score records), .csv (flat), or - (JSONL on stdout). One output record
 per input record, in input order; bad records get `error` set. --report REPORT.html also writes the records
 over their texts as one self-contained HTML page (inference/report.py). Exit status is non-zero only when the
 command itself cannot run (bad arguments, model not loadable, output not writable).
@@ -29,9 +30,10 @@ CONFIGURED = object()
 
 def run(inputs: list[str], output: str, model=CONFIGURED, threshold=CONFIGURED, resume: bool = False,
         batch_size=CONFIGURED, max_bytes=CONFIGURED, progress: bool = True, quantize=CONFIGURED,
-        report: str | None = None, mode=CONFIGURED, spans=CONFIGURED) -> dict:
+        report: str | None = None, mode=CONFIGURED, spans=CONFIGURED, follow_symlinks: bool = False) -> dict:
     """Score `inputs` into `output` (and the HTML `report`); returns the summary figures. `model`, `threshold`,
-    `batch_size`, `max_bytes`, `quantize`, `mode` and `spans` not given are read from configs/inference.yaml."""
+    `batch_size`, `max_bytes`, `quantize`, `mode` and `spans` not given are read from configs/inference.yaml;
+    `follow_symlinks` as for `iter_records`."""
     for out in (output, report):  # before anything else: the writers would truncate them
         if out is not None:
             check_not_an_input(out, inputs)
@@ -39,13 +41,14 @@ def run(inputs: list[str], output: str, model=CONFIGURED, threshold=CONFIGURED, 
              "quantize": quantize, "mode": mode, "spans": spans}
     cfg = dataclasses.replace(settings.load(), **{k: v for k, v in given.items() if v is not CONFIGURED})
     det = load_detector(cfg)
-    return score_files(det, inputs, output, resume, cfg.batch_size, cfg.max_bytes, progress, report)
+    return score_files(det, inputs, output, resume, cfg.batch_size, cfg.max_bytes, progress, report, follow_symlinks)
 
 
 def score_files(det, inputs: list[str], output: str, resume: bool = False, batch_size: int | None = None,
-                max_bytes: int | None = None, progress: bool = True, report: str | None = None) -> dict:
+                max_bytes: int | None = None, progress: bool = True, report: str | None = None,
+                follow_symlinks: bool = False) -> dict:
     """`run` with a loaded detector: one record per input record, in order (inference.io.batch). `batch_size` and
-    `max_bytes` not given are read from configs/inference.yaml."""
+    `max_bytes` not given are read from configs/inference.yaml; `follow_symlinks` as for `iter_records`."""
     if batch_size is None or max_bytes is None:
         cfg = settings.load()
         batch_size = cfg.batch_size if batch_size is None else batch_size
@@ -61,7 +64,8 @@ def score_files(det, inputs: list[str], output: str, resume: bool = False, batch
         html = Report(report, "score", f"unspin: {', '.join(map(str, inputs))}")
     t0 = time.time()
     counts = run_batch(inputs, output, process, lambda rec: "errors" if rec["error"] else rec["label"],
-                       max_bytes, resume, progress, observe=html and (lambda r, rec: html.add_score(r.text, rec)))
+                       max_bytes, resume, progress, observe=html and (lambda r, rec: html.add_score(r.text, rec)),
+                       follow_symlinks=follow_symlinks)
     seconds = time.time() - t0
     if html is not None:
         html.close(summary_line(counts, ["spun", "clean", "errors"], det.model_info, det.threshold))
@@ -89,6 +93,8 @@ def main(argv=None) -> int:
                                                    "(default `spans`)")
     ap.add_argument("--report", metavar="REPORT.html",
                     help="also write the records over their texts as one HTML page (spans highlighted, offline)")
+    ap.add_argument("--follow-symlinks", action="store_true",
+                    help="read symlinks in an input directory that lead to files outside it (default: error record)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
@@ -101,7 +107,7 @@ def main(argv=None) -> int:
         summary = run(args.inputs, args.output, model, threshold, args.resume, args.batch_size or cfg.batch_size,
                       cfg.max_bytes, progress=not args.quiet,
                       quantize=cfg.quantize if args.quantize is None else args.quantize, report=args.report,
-                      mode=args.mode or cfg.mode, spans=args.spans or cfg.spans)
+                      mode=args.mode or cfg.mode, spans=args.spans or cfg.spans, follow_symlinks=args.follow_symlinks)
     except Exception as e:  # noqa: BLE001 - the command cannot run: say why, exit non-zero
         return cli.fail(e, name_the_error=True)
     print(f"{summary['records']} records: {summary['spun']} spun, {summary['clean']} clean, "

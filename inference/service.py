@@ -11,7 +11,7 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
                         scoring requests running or waiting, `model_calls`: scoring calls so far
 
 A request that is not what the API takes gets a 4xx whose `detail` says what is wrong (400 bad JSON,
-401 API key, 408 body too slow, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd
+401 API key, 408 request too slow, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd
 (empty, huge, binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
 once per process, in the background, into a scoring process (inference/scoring.py: a text whose
 scoring runs over `scoring.budget_s` gets an error record, and the event loop and /healthz never wait
@@ -19,9 +19,10 @@ for scoring); one thread off the event loop waits for it (requests that queue up
 together in its next model call), bounded by `request_timeout_s` (504); more than `max_waiting_texts`
 texts waiting get 503 with Retry-After. SIGTERM stops accepting
 connections and lets in-flight requests finish (exit status 0).
-Slow clients are bounded (docs/serving.md, "Service limits and guarantees"): the API key is checked on the
-headers, before the body is read; a request's head and body must each arrive within a deadline, else the connection is
-closed; past `limit_concurrency` open connections a request gets 503. Without a key the service serves
+Slow clients are bounded (docs/serving.md, "Service limits and guarantees"): the API key is checked on the headers, before
+the body is read; a request's head, and the whole request, must each arrive within a deadline, else the
+connection is closed; past `limit_concurrency` open connections a request gets 503, past `max_connections` a
+new connection is closed unread. Without a key the service serves
 only on a loopback address unless `allow_public_without_key`; the key comes from an environment variable
 or a file, never from the command line.
 Settings: configs/service.yaml (`http:` and the top-level keys) and the inference section, configs/inference.yaml.
@@ -99,7 +100,7 @@ class NotReady(BaseModel):
 
 WHY = {400: "the body is not UTF-8 JSON, or Content-Length is not a number",
        401: "API key missing or wrong (checked on the headers, before the body is read)",
-       408: "the body did not arrive in full within http.body_timeout_s",
+       408: "the request did not arrive in full within http.receive_timeout_s (the connection is then closed)",
        413: "the body is larger than http.max_body_bytes",
        415: "Content-Type is not application/json",
        422: "the body does not match the request schema",
@@ -108,7 +109,8 @@ WHY = {400: "the body is not UTF-8 JSON, or Content-Length is not a number",
        504: "scoring took longer than http.request_timeout_s"}
 # What uvicorn answers itself, in plain text, to any request before it reaches the API.
 PROTOCOL = {400: "request line and headers larger than http.max_head_bytes, or not HTTP (plain text)",
-            503: "more than http.limit_concurrency open connections (plain text)"}
+            503: "more than http.limit_concurrency open connections, or a connection past http.max_connections, "
+                 "closed unread (plain text)"}
 
 
 def responses(*codes: int, problem: type[BaseModel] | None = Problem) -> dict:
@@ -303,12 +305,12 @@ class KeyGuard:
 
 
 class BodyGuard:
-    """A POST body bounded in size and in time: 413 when it is over `max_bytes` (at once from Content-Length,
-    else as it streams in), 408 when it has not arrived in full within `timeout_s` of the headers (a client
-    trickling a body would otherwise hold its connection for ever). Either closes the connection."""
+    """A POST body bounded in size: 413 when it is over `max_bytes`, at once from Content-Length, else as it
+    streams in; the connection is then closed. (Its time is bounded by GuardedH11Protocol, whether or not
+    anything reads it.)"""
 
-    def __init__(self, app, max_bytes: int, timeout_s: float):
-        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -322,21 +324,13 @@ class BodyGuard:
                 scope, receive, send)
         if size is not None and size > self.max_bytes:
             return await JSONResponse({"detail": too_big}, 413, headers=CLOSE)(scope, receive, send)
-        loop = asyncio.get_running_loop()
-        deadline, seen, complete = loop.time() + self.timeout_s, 0, False
+        seen = 0
 
         async def guarded():
-            nonlocal seen, complete
-            if complete:  # the body is in: later calls wait for a disconnect, which is not ours to bound
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), deadline - loop.time())
-            except TimeoutError:
-                raise HTTPException(408, f"request body did not arrive in full within body_timeout_s="
-                                         f"{self.timeout_s:g} s", headers=CLOSE) from None
+            nonlocal seen
+            message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                complete = not message.get("more_body", False)
                 if seen > self.max_bytes:
                     raise HTTPException(413, too_big, headers=CLOSE)
             return message
@@ -344,56 +338,125 @@ class BodyGuard:
         await self.app(scope, guarded, send)
 
 
+# What a connection past max_connections gets before it is closed: written at once, nothing of it is read.
+REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+           b"content-length: 19\r\n\r\nService Unavailable")
+
+
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with two bounds on slow clients that uvicorn lacks (it times out only idle
-    keep-alive connections): a request's line and headers must arrive within `head_timeout_s` of the
-    connection opening or of the previous response, else the connection is closed; and a response sent
-    before its request's body has fully arrived (401, 408, 413...) closes the connection instead of reading
-    on whatever the client still sends."""
+    """uvicorn's h11 protocol with the bounds on slow clients that uvicorn lacks. uvicorn times out only idle
+    keep-alive connections, and its `limit_concurrency` acts on requests: a connection that never completes
+    one is bounded neither in time nor in number. Here:
+    - past `max_connections` open connections, a new one gets a plain-text 503 and is closed, unread;
+    - a request's line and headers must arrive within `head_timeout_s`, and the whole request, body included,
+      within `receive_timeout_s`, of the connection opening (first request) or of the request's first byte
+      (later ones: the idle time between requests is `keep_alive_timeout_s`'s, so a proxy's pooled
+      connections can idle longer than a request may take); else the connection is closed, after a 408 when
+      the head was in and no response had started. Here, not in the app: the bound holds whatever the app
+      does meanwhile (reads the body, waits, or answers early);
+    - a response sent before its request's body has fully arrived (401, 413...) closes the connection instead
+      of reading on whatever the client still sends."""
 
     _head_timer: asyncio.TimerHandle | None = None
+    _receive_timer: asyncio.TimerHandle | None = None
+    _refused = False
+    _between_requests = False  # a response is complete and nothing of the next request has come
 
     def connection_made(self, transport):
+        if len(self.connections) >= self.config.max_connections:
+            self._refused = True  # never counted, never read: uvicorn's own state is not set up for it
+            log.warning("refused a connection: %d open (http.max_connections)", len(self.connections))
+            transport.write(REFUSED)
+            transport.close()
+            return
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._start_clock()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._between_requests:
+            self._between_requests = False
+            self._start_clock()
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # the request's head is in
-            self._cancel_head_timer()
+        self._note_arrival()
 
     def on_response_complete(self) -> None:
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             self.transport.close()
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_head_timer()
+        super().on_response_complete()  # takes up a pipelined request already received, if any
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
+            self._between_requests = True  # until its first byte: uvicorn's keep-alive timeout
+        else:
+            self._start_clock()
 
     def connection_lost(self, exc):
-        self._cancel_head_timer()
+        if self._refused:
+            return
+        self._stop_clock()
         super().connection_lost(exc)
 
-    def _arm_head_timer(self):
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.config.head_timeout_s, self._head_timeout)
+    def _start_clock(self):
+        """The deadlines of the request being received, or about to be, run from now."""
+        self._stop_clock()
+        self._head_timer = self.loop.call_later(self.config.head_timeout_s, self._timed_out)
+        self._receive_timer = self.loop.call_later(self.config.receive_timeout_s, self._timed_out)
+        self._note_arrival()
 
-    def _cancel_head_timer(self):
-        if self._head_timer is not None:
+    def _note_arrival(self):
+        state = self.conn.their_state
+        if state is not h11.IDLE and self._head_timer is not None:  # the head is in
             self._head_timer.cancel()
             self._head_timer = None
+        if state not in (h11.IDLE, h11.SEND_BODY) and self._receive_timer is not None:  # all of it is in
+            self._receive_timer.cancel()
+            self._receive_timer = None
 
-    def _head_timeout(self):
-        self._head_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()
+    def _stop_clock(self):
+        for timer in (self._head_timer, self._receive_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._receive_timer = None
+
+    def _timed_out(self):
+        state = self.conn.their_state
+        if self.transport.is_closing() or state not in (h11.IDLE, h11.SEND_BODY):
+            return
+        self._stop_clock()
+        cycle = self.cycle if state is h11.SEND_BODY else None
+        if cycle is not None and not cycle.response_started:
+            log.info("closing a connection from %s: its request did not arrive within receive_timeout_s",
+                     ":".join(map(str, self.client or ("?",))))
+            self._send_408()
+            # The app may still wait for the body: it gets a disconnect, and what it sends is dropped, as for a
+            # client that went away (uvicorn's connection_lost does the same once the transport is closed).
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+    def _send_408(self):
+        body = json.dumps({"detail": f"request did not arrive in full within receive_timeout_s="
+                                     f"{self.config.receive_timeout_s:g} s"}).encode()
+        headers = [*self.server_state.default_headers, (b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        try:
+            for event in (h11.Response(status_code=408, headers=headers, reason=b"Request Timeout"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+        except h11.LocalProtocolError:  # h11 would not send it in this state: the close says enough
+            pass
 
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's settings plus `head_timeout_s` (read by GuardedH11Protocol, which it always uses)."""
+    """uvicorn's settings plus the bounds GuardedH11Protocol (which it always uses) reads: `head_timeout_s`,
+    `receive_timeout_s` and `max_connections`."""
 
-    def __init__(self, app, head_timeout_s: float, **kwargs):
+    def __init__(self, app, head_timeout_s: float, receive_timeout_s: float, max_connections: int, **kwargs):
         super().__init__(app, http=GuardedH11Protocol, **kwargs)
-        self.head_timeout_s = head_timeout_s
+        self.head_timeout_s, self.receive_timeout_s = head_timeout_s, receive_timeout_s
+        self.max_connections = max_connections
 
 
 def server_settings(cfg: ServiceConfig) -> dict:
@@ -402,6 +465,7 @@ def server_settings(cfg: ServiceConfig) -> dict:
     return {"host": http.host, "port": http.port, "log_level": cfg.log_level.lower(),
             "timeout_graceful_shutdown": http.drain_timeout_s, "limit_concurrency": http.limit_concurrency,
             "timeout_keep_alive": http.keep_alive_timeout_s, "head_timeout_s": http.head_timeout_s,
+            "receive_timeout_s": http.receive_timeout_s, "max_connections": http.max_connections,
             "h11_max_incomplete_event_size": http.max_head_bytes}
 
 
@@ -433,7 +497,7 @@ def create_app(config: ServiceConfig | None = None, detector=None, on_load_failu
                   description="Detects machine-spun (synonym-swapped) text. Every scored text gets a score "
                               "record; see the ScoreRecord schema.")
     app.state.unspin = state
-    app.add_middleware(BodyGuard, max_bytes=http.max_body_bytes, timeout_s=http.body_timeout_s)
+    app.add_middleware(BodyGuard, max_bytes=http.max_body_bytes)
     if key is not None:  # added last, so it runs first: before anything reads the body
         app.add_middleware(KeyGuard, key=key, header=http.api_key_header)
 

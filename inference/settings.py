@@ -59,9 +59,10 @@ class HttpConfig:
     api_key_header: str
     allow_public_without_key: bool
     limit_concurrency: int
+    max_connections: int
     keep_alive_timeout_s: float
     head_timeout_s: float
-    body_timeout_s: float
+    receive_timeout_s: float
     max_head_bytes: int
     drain_timeout_s: float
 
@@ -216,7 +217,8 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
         "max_text_bytes": cfg.max_text_bytes, "max_id_chars": cfg.max_id_chars, "http.workers": http.workers,
         "http.max_body_bytes": http.max_body_bytes, "http.max_batch_items": http.max_batch_items,
         "http.score_batch_texts": http.score_batch_texts, "http.max_waiting_texts": http.max_waiting_texts,
-        "http.limit_concurrency": http.limit_concurrency, "http.max_head_bytes": http.max_head_bytes,
+        "http.limit_concurrency": http.limit_concurrency, "http.max_connections": http.max_connections,
+        "http.max_head_bytes": http.max_head_bytes,
         "worker.batch_size": w.batch_size, "worker.block_ms": w.block_ms, "worker.claim_idle_ms": w.claim_idle_ms,
         "worker.claim_interval_ms": w.claim_interval_ms, "worker.max_attempts": w.max_attempts,
         "worker.max_message_bytes": w.max_message_bytes, "worker.prune_idle_ms": w.prune_idle_ms,
@@ -232,7 +234,8 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
     for key, value in [("http.request_timeout_s", http.request_timeout_s),
                        ("http.drain_timeout_s", http.drain_timeout_s),
                        ("http.keep_alive_timeout_s", http.keep_alive_timeout_s),
-                       ("http.head_timeout_s", http.head_timeout_s), ("http.body_timeout_s", http.body_timeout_s),
+                       ("http.head_timeout_s", http.head_timeout_s),
+                       ("http.receive_timeout_s", http.receive_timeout_s),
                        ("worker.redis_timeout_s", w.redis_timeout_s), ("scoring.budget_s", sc.budget_s),
                        ("scoring.start_timeout_s", sc.start_timeout_s)]:
         if value <= 0:
@@ -241,6 +244,12 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
                        ("worker.retention.articles_keep_s", keep.articles_keep_s)]:
         if value < 0:
             bad(key, f"must be 0 or more, got {value}")
+    if http.max_connections < http.limit_concurrency:
+        bad("http.max_connections", f"must be at least http.limit_concurrency ({http.limit_concurrency}), else "
+                                    f"a connection is refused before that limit could answer its request with 503")
+    if http.head_timeout_s > http.receive_timeout_s:
+        bad("http.head_timeout_s", f"must be at most http.receive_timeout_s ({http.receive_timeout_s:g}), which "
+                                   f"bounds the whole request, headers included")
     module, _, function = sc.loader.partition(":")
     if not (module and function and all(p.isidentifier() for p in module.split(".") + [function])):
         bad("scoring.loader", f"must be module:function (e.g. inference.scoring:load_detector), got {sc.loader!r}")

@@ -134,15 +134,15 @@ def write_csv(path: Path, items, crlf: bool) -> list:
     for item in items:
         line = out.getvalue().replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
         kind = item[0]
-        if kind in ("good", "bad-text", "short"):
-            out.write(row(item[1:]))
-            expected.append((item[1], kind == "good"))
-        elif kind in ("no-id", "wide"):
+        if kind in ("good", "bad-text", "short", "wide"):  # a bad row whose id is readable keeps it
             out.write(row(item[1:] + ("extra",) if kind == "wide" else item[1:]))
+            expected.append((item[1], kind == "good"))
+        elif kind == "no-id":
+            out.write(row(item[1:]))
             expected.append((f"{path}:{line}", False))
         elif kind == "unclosed":
             out.write(f'{item[1]},"{item[2]}{eol}'.encode())
-            expected.append((f"{path}:{line}", False))
+            expected.append((item[1], False))
         elif kind == "latin1":
             out.write(f"{item[1]},caf\xe9 au lait{eol}".encode("latin-1"))
             expected.append((item[1], False))
@@ -249,9 +249,34 @@ def test_an_unclosed_quote_costs_one_record_not_the_rest_of_the_file(tmp_path):
     path.write_text(f'id,text\nr1,"{PARAGRAPHS[0]}"\nr2,"unclosed {PARAGRAPHS[1]}\nr3,{PARAGRAPHS[2].replace(",", "")}\n'
                     f'r4,"{PARAGRAPHS[3]}"\n')
     records = list(iter_records([str(path)], MAX))
-    assert [r.id for r in records] == ["r1", f"{path}:3", "r3", "r4"]
-    assert "quote" in records[1].error and records[1].text is None
+    assert [r.id for r in records] == ["r1", "r2", "r3", "r4"]
+    assert "line 3" in records[1].error and "quote" in records[1].error and records[1].text is None
     assert [r.text for r in records if r.error is None] == [PARAGRAPHS[0], PARAGRAPHS[2].replace(",", ""), PARAGRAPHS[3]]
+
+
+def test_a_bad_csv_row_keeps_a_readable_id_and_resume_over_such_rows_is_exact(baseline, tmp_path):
+    """A row with too many cells, or whose quote breaks after its id cell, is keyed by its id; one whose id
+    cell is itself broken (or blank) by file:line. A run cut short after any record resumes to the same output."""
+    path = tmp_path / "in.csv"
+    flat = [p.replace(",", "") for p in PARAGRAPHS]
+    path.write_text(f'id,text\nr1,"{PARAGRAPHS[0]}"\nc2,"never closed {flat[1]}\nr3,{flat[2]}\n'
+                    f'w4,{flat[3]},extra cell\n"bad"id,{flat[4]}\n,"unclosed and no id\nr8,"{PARAGRAPHS[5]}"\n')
+    records = list(iter_records([str(path)], MAX))
+    assert [r.id for r in records] == ["r1", "c2", "r3", "w4", f"{path}:6", f"{path}:7", "r8"]
+    errors = [r.error for r in records]
+    assert errors[0] is errors[2] is errors[6] is None
+    assert "line 3: malformed CSV: quote not closed" == errors[1] and "line 5: malformed CSV: 3 cells" in errors[3]
+    assert "line 6: malformed CSV" in errors[4] and "line 7: malformed CSV: quote not closed" == errors[5]
+    for fmt in ("jsonl", "csv"):
+        out = tmp_path / f"out.{fmt}"
+        score_files(baseline, [str(path)], str(out), max_bytes=MAX, progress=False)
+        assert read_output(out) == [(r.id, r.error is None) for r in records]
+        full, ends = out.read_bytes(), record_ends(out)
+        for k in range(len(ends)):
+            out.write_bytes(full[:ends[k]] + full[ends[k]:][:7])  # k records whole, then a crash mid-record
+            again = score_files(baseline, [str(path)], str(out), resume=True, max_bytes=MAX, progress=False)
+            assert out.read_bytes() == full, (fmt, k)
+            assert again["skipped"] == k and again["records"] == len(records) - k
 
 
 def test_csv_with_old_mac_line_ends_and_multiline_cells(tmp_path):

@@ -92,6 +92,23 @@ def test_commands_refuse_an_output_that_is_an_input(inputs, tmp_path, spelling):
     assert src.read_bytes() == data and not (tmp_path / "idx").exists() and not (tmp_path / "out.jsonl").exists()
 
 
+def test_score_reads_a_symlink_out_of_an_input_directory_only_with_follow_symlinks(smoke_run, tmp_path):
+    (tmp_path / "private.txt").write_text(SPUN)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "own.txt").write_text(PARAGRAPHS[0])
+    (tree / "leak.txt").symlink_to(tmp_path / "private.txt")
+    for flags, followed in (([], False), (["--follow-symlinks"], True)):
+        out = tmp_path / f"out-{followed}.jsonl"
+        proc = command("inference.score", f"{tree}/", "--baseline", "--quiet", "--output", out, *flags)
+        assert proc.returncode == 0, proc.stderr
+        recs = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+        assert list(recs) == ["leak.txt", "own.txt"] and recs["own.txt"]["error"] is None
+        leak = recs["leak.txt"]
+        assert (leak["error"] is None) == followed and (leak["score"] is not None) == followed
+        assert followed or "symlink to a file outside the input directory" in leak["error"]
+
+
 def test_killed_run_resumes_to_exactly_the_output_of_a_whole_run(smoke_run, tmp_path):
     """Scores stream in on stdin one at a time; the command is SIGKILLed once half are written."""
     ids = ["a", "=b", "a", "c\nd", "e\u2028f", "a", "g\rh", "-i", "j", "a"]

@@ -108,6 +108,55 @@ def test_directory_is_read_recursively_in_sorted_order_with_relative_ids(tmp_pat
     assert records[1].text == PARAGRAPHS[1] and records[2].text == PARAGRAPHS[0]
 
 
+def test_a_bad_csv_row_is_keyed_by_the_id_column_when_the_cells_before_the_fault_reach_it(tmp_path):
+    path = tmp_path / "text-first.csv"  # the id column is found by name, here the second
+    path.write_text(f'text,id,title\n"{GOOD}",a1,T\n"{GOOD}",a2,"never closed\n"never closed, a3\n'
+                    f'{GOOD.replace(",", "")},a4,T,extra\n"{GOOD}","a""5","x"y\n"{GOOD}","a6\n')
+    records = list(iter_records([str(path)], max_bytes=MAX))
+    # a3's id comes after the open quote and a6's id cell is the one left open: no readable id, file:line
+    assert [r.id for r in records] == ["a1", "a2", f"{path}:4", "a4", 'a"5', f"{path}:7"]
+    assert [r.error is None for r in records] == [True, False, False, False, False, False]
+    assert records[1].error == "line 3: malformed CSV: quote not closed" and records[1].text is None
+    assert records[3].error == "line 5: malformed CSV: 4 cells, the header has 3"
+    assert records[4].error.startswith("line 6: malformed CSV: ")  # a stray quote after the id cell
+
+
+def test_directory_symlinks_out_of_the_tree_get_an_error_record_unless_followed(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "dir").mkdir(parents=True)
+    (elsewhere / "secret.txt").write_text(PARAGRAPHS[0])
+    (elsewhere / "dir" / "more.txt").write_text(PARAGRAPHS[1])
+    (elsewhere / "hop.txt").symlink_to(elsewhere / "secret.txt")
+    root = tmp_path / "site"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text(PARAGRAPHS[2])
+    (root / "sub" / "inside.txt").symlink_to(root / "a.txt")      # stays in the tree: read
+    (root / "sub" / "up.txt").symlink_to("../a.txt")               # relative, still inside: read
+    (root / "out.txt").symlink_to(elsewhere / "secret.txt")
+    (root / "sub" / "chain.md").symlink_to(elsewhere / "hop.txt")  # out through another link
+    (root / "rel.txt").symlink_to("../elsewhere/secret.txt")
+    (root / "linked").symlink_to(elsewhere / "dir")                # a directory link: never descended
+    (root / "gone.txt").symlink_to(elsewhere / "nowhere.txt")      # dangling: not a file, skipped
+
+    records = list(iter_records([str(root)], max_bytes=MAX))
+    assert [r.id for r in records] == ["a.txt", "out.txt", "rel.txt", "sub/chain.md", "sub/inside.txt", "sub/up.txt"]
+    got = by_id(records)
+    for rid in ("out.txt", "rel.txt", "sub/chain.md"):
+        assert got[rid].text is None and "symlink to a file outside the input directory" in got[rid].error
+        assert "--follow-symlinks" in got[rid].error
+    assert got["sub/inside.txt"].text == got["sub/up.txt"].text == PARAGRAPHS[2]
+    assert not any(PARAGRAPHS[0] in (r.text or "") for r in records)
+
+    followed = list(iter_records([str(root)], max_bytes=MAX, follow_symlinks=True))
+    assert [r.id for r in followed] == [r.id for r in records] and all(r.error is None for r in followed)
+    assert by_id(followed)["out.txt"].text == by_id(followed)["sub/chain.md"].text == PARAGRAPHS[0]
+
+    via_link = tmp_path / "site-link"  # the directory named through a link: its own files are still inside
+    via_link.symlink_to(root)
+    assert [r.error is None for r in iter_records([str(via_link)], max_bytes=MAX)] == [
+        r.error is None for r in records]
+
+
 def test_stdin_is_read_as_jsonl():
     stdin = io.BytesIO((jl({"id": "s1", "text": GOOD}) + "oops\n" + jl({"id": "s2", "text": GOOD})).encode())
     records = list(iter_records(["-"], max_bytes=MAX, stdin=stdin))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import select
 import signal
 import socket
 import subprocess
@@ -430,8 +431,12 @@ def test_settings_errors_name_the_key(tmp_path):
         with pytest.raises(ConfigError, match=f"http\\.api_key_file: .*{why}"):
             settings.api_key(_cfg(f"http.api_key_file={bad}").http)
     assert settings.api_key(_cfg().http) is None
-    with pytest.raises(ConfigError, match=r"http\.body_timeout_s: must be positive"):
-        _cfg("http.body_timeout_s=0")
+    with pytest.raises(ConfigError, match=r"http\.receive_timeout_s: must be positive"):
+        _cfg("http.receive_timeout_s=0")
+    with pytest.raises(ConfigError, match=r"http\.head_timeout_s: must be at most http\.receive_timeout_s"):
+        _cfg("http.head_timeout_s=20", "http.receive_timeout_s=10")
+    with pytest.raises(ConfigError, match=r"http\.max_connections: must be at least http\.limit_concurrency"):
+        _cfg("http.max_connections=8", "http.limit_concurrency=9")
     old = tmp_path / "old-service.yaml"  # model keys moved to inference.yaml: say so, by name
     old.write_text("model: models:/unspin@champion\nhttp:\n  port: 8001\n")
     with pytest.raises(ConfigError, match=r"old-service\.yaml\.model: belongs in configs/inference\.yaml"):
@@ -538,17 +543,57 @@ def raw(url: str, data: bytes) -> socket.socket:
 
 
 def read_until_closed(s: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection."""
+    """Everything the server sends until it closes the connection (a reset, after what it sent, ends it too:
+    a server closing with a client's bytes unread resets the connection)."""
     out = b""
     with s:
-        while chunk := s.recv(65536):
-            out += chunk
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
     return out
+
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def read_response(s: socket.socket) -> bytes:
+    """One response with a Content-Length body, the connection left open."""
+    out = b""
+    while b"\r\n\r\n" not in out or len(out.split(b"\r\n\r\n", 1)[1]) < _content_length(out):
+        chunk = s.recv(65536)
+        assert chunk, f"closed after {out!r}"
+        out += chunk
+    return out
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+def trickle(s: socket.socket, every_s: float = 0.2, limit_s: float = 120) -> threading.Thread:
+    """A thread sending one byte on `s` every `every_s` until the server answers or closes (or `limit_s`
+    passes): a client that is never idle and never done."""
+    def run():
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not select.select([s], [], [], every_s)[0]:
+            try:
+                s.send(b" ")
+            except OSError:
+                return
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
 
 
 def test_api_key_is_checked_before_the_body_is_read(service):
     """A wrong or missing key gets 401 on the headers alone, whatever the body: one that never arrives
-    (under max_body_bytes: read first, it would hold the request until body_timeout_s), or a huge one."""
+    (under max_body_bytes: read first, it would hold the request until receive_timeout_s), or a huge one."""
     _, url = service
     for key in (None, "wrong-key"):
         for length in (MAX_BODY - 1, 10**12):
@@ -563,26 +608,44 @@ def test_slow_clients_are_cut_off_while_others_are_served(detector, tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
     key_file.chmod(0o600)
-    cfg = _cfg("http.head_timeout_s=2", "http.body_timeout_s=2", "http.keep_alive_timeout_s=2",
+    cfg = _cfg("http.head_timeout_s=2", "http.receive_timeout_s=3", "http.keep_alive_timeout_s=600",
                f"http.api_key_file={key_file}")
     with serve_in_thread(cfg, create_app(cfg, detector=detector)) as url:
         slow_body = [raw(url, request_head(5000, KEY) + b'{"id": "slow", "text": "') for _ in range(12)]
+        # never idle, never done: a deadline between reads would never end these; one for the request does
+        trickling = [raw(url, request_head(5000, KEY)) for _ in range(4)]
+        threads = [trickle(s) for s in trickling]
+        unread = [raw(url, request_head(5000, KEY).replace(b"/v1/score", b"/v1/no-such-path")) for _ in range(4)]
         slow_head = [raw(url, b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: ") for _ in range(12)]
         silent = [raw(url, b"") for _ in range(6)]
         r = httpx.post(f"{url}/v1/score", json={"id": "ok", "text": SPUN}, headers=HEADERS, timeout=120)
         assert r.status_code == 200 and r.json()["id"] == "ok" and r.json()["error"] is None
-        assert httpx.get(f"{url}/healthz", timeout=120).status_code == 200
-        for s in slow_body:
+        kept = raw(url, HEALTHZ)
+        assert read_response(kept).startswith(b"HTTP/1.1 200 ")
+        idle_from = time.monotonic()
+        for s in slow_body + trickling:
             answer = read_until_closed(s)
-            assert answer.startswith(b"HTTP/1.1 408 ") and b"body_timeout_s=2" in answer, answer[:300]
+            assert answer.startswith(b"HTTP/1.1 408 ") and b"receive_timeout_s=3" in answer, answer[:300]
+        for s in unread:  # answered before the body came: closed then, not read on
+            assert read_until_closed(s).startswith(b"HTTP/1.1 404 ")
         for s in slow_head + silent:
             assert read_until_closed(s) == b""  # closed without a word: no request ever arrived
+        for t in threads:
+            t.join(120)
+        # Between requests a kept-alive connection may idle for keep_alive_timeout_s (here 600 s), longer than a
+        # request may take to arrive; the next request's deadlines run from its first byte.
+        time.sleep(max(0.0, idle_from + 4 - time.monotonic()))
+        kept.sendall(HEALTHZ)
+        assert read_response(kept).startswith(b"HTTP/1.1 200 ")
+        kept.sendall(request_head(5000, KEY) + b'{"id": "slow')
+        assert read_until_closed(kept).startswith(b"HTTP/1.1 408 ")
 
 
 def test_connections_past_limit_concurrency_get_503_until_some_close(detector):
     from inference.service import create_app
 
-    cfg = _cfg("http.limit_concurrency=4", "http.head_timeout_s=600", "http.keep_alive_timeout_s=600")
+    cfg = _cfg("http.limit_concurrency=4", "http.head_timeout_s=600", "http.receive_timeout_s=600",
+               "http.keep_alive_timeout_s=600")
     with serve_in_thread(cfg, create_app(cfg, detector=detector)) as url:
         held = [httpx.Client(base_url=url, timeout=120) for _ in range(3)]
         for c in held:  # each connection answered once, so the server counts it, and kept open
@@ -599,6 +662,34 @@ def test_connections_past_limit_concurrency_get_503_until_some_close(detector):
         assert served == 200
         for c in held:
             c.close()
+
+
+def test_connections_past_max_connections_are_refused_unread_and_others_are_served_once_they_go(detector):
+    """Slow clients up to the cap hold their places (no deadline comes in this test); one more connection gets
+    503 and is closed at once, before it has sent anything; when some go, requests are served again."""
+    from inference.service import create_app
+
+    cfg = _cfg("http.limit_concurrency=4", "http.max_connections=6", "http.head_timeout_s=600",
+               "http.receive_timeout_s=600", "http.keep_alive_timeout_s=600")
+    with serve_in_thread(cfg, create_app(cfg, detector=detector)) as url:
+        slow = [raw(url, request_head(5000) + b'{"id": "slow", "text": "') for _ in range(3)]
+        slow += [raw(url, b"GET /healthz HTTP/1.1\r\n") for _ in range(3)]
+        answer = read_until_closed(raw(url, b""))  # accepted after the six: the seventh
+        assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(b"Service Unavailable"), answer
+        for s in slow[:4]:
+            s.close()
+        served = None
+        for _ in range(600):  # the server notices the closes on its own time
+            r = httpx.post(f"{url}/v1/score", json={"id": "ok", "text": SPUN}, timeout=120)
+            served = r.status_code
+            if served == 200:
+                assert r.json()["id"] == "ok" and r.json()["error"] is None
+                break
+            time.sleep(0.05)
+        assert served == 200
+        slow[4].sendall(b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")  # a slow client that finishes is served
+        assert read_until_closed(slow[4]).startswith(b"HTTP/1.1 200 ")
+        slow[5].close()
 
 
 def test_exposed_host_needs_a_key_and_the_key_never_comes_from_the_command_line(tmp_path, capsys):

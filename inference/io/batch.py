@@ -23,17 +23,17 @@ Process = Callable[[Iterable[Record]], Iterable[dict]]
 
 def run_batch(inputs: list[str], output: str, process: Process, kind: Callable[[dict], str], max_bytes: int,
               resume: bool = False, progress: bool = True, unit: str = "article", desc: str | None = None,
-              observe: Callable[[Record, dict], None] | None = None) -> Counter:
+              observe: Callable[[Record, dict], None] | None = None, follow_symlinks: bool = False) -> Counter:
     """Write process(records) of `inputs` to `output`. `process` must yield one record per record it takes,
     in order (it may read ahead); `kind(record)` names the count a record adds to; `observe(input record,
-    output record)`, if given, sees each pair once written (the HTML report). Returns the counts: records,
-    skipped and one per kind."""
+    output record)`, if given, sees each pair once written (the HTML report); `follow_symlinks` as for
+    `iter_records`. Returns the counts: records, skipped and one per kind."""
     from tqdm import tqdm
 
     counts: Counter = Counter()
     with open_writer(output, resume) as writer, \
             tqdm(unit=unit, desc=desc, file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
-        todo = _unanswered(iter_records(inputs, max_bytes), writer.answered, counts)
+        todo = _unanswered(iter_records(inputs, max_bytes, follow_symlinks=follow_symlinks), writer.answered, counts)
         taken: deque[Record] = deque()  # read ahead by `process`, not answered yet
         for rec in process(_remember(todo, taken)):
             expected = taken.popleft() if taken else None

@@ -44,14 +44,17 @@ class Record:
     error: str | None = None
 
 
-def iter_records(inputs: list[str], max_bytes: int, stdin: BinaryIO | None = None) -> Iterator[Record]:
-    """One Record per input record across `inputs`, in order. `stdin` (binary) replaces sys.stdin for `-`."""
+def iter_records(inputs: list[str], max_bytes: int, stdin: BinaryIO | None = None,
+                 follow_symlinks: bool = False) -> Iterator[Record]:
+    """One Record per input record across `inputs`, in order. `stdin` (binary) replaces sys.stdin for `-`.
+    `follow_symlinks`: read the files of a directory that are symlinks to files outside it (by default each
+    gets an error record instead)."""
     for name in inputs:
         try:
             if name == STDIN:
                 yield from _iter_jsonl(stdin or sys.stdin.buffer, "<stdin>", max_bytes)
             elif os.path.isdir(name):
-                yield from _iter_directory(name, max_bytes)
+                yield from _iter_directory(name, max_bytes, follow_symlinks)
             elif not os.path.exists(name):
                 yield Record(id=name, error=f"cannot read input {name}: no such file or directory")
             else:
@@ -72,9 +75,13 @@ def iter_records(inputs: list[str], max_bytes: int, stdin: BinaryIO | None = Non
 
 # --- article files -------------------------------------------------------------------------------
 
-def _iter_directory(root: str, max_bytes: int) -> Iterator[Record]:
-    """Article files under `root`, recursively, sorted by relative path; other files are skipped."""
+def _iter_directory(root: str, max_bytes: int, follow_symlinks: bool = False) -> Iterator[Record]:
+    """Article files under `root`, recursively, sorted by relative path; other files are skipped. A symlink
+    to a file outside `root` gets an error record unless `follow_symlinks`: a tree handed over to be scored
+    must not make the command read (and copy into its output or report) files from elsewhere on the machine.
+    Symlinked directories are not descended (os.walk's default), so they cannot lead out either."""
     found: list[tuple[tuple[str, ...], str, str | None]] = []  # (sort key, path, error)
+    real_root = os.path.realpath(root)
 
     def unreadable(e: OSError):
         where = e.filename or root
@@ -86,7 +93,10 @@ def _iter_directory(root: str, max_bytes: int) -> Iterator[Record]:
             path = os.path.join(dirpath, fn)
             if (not fn.startswith(".") and os.path.splitext(fn)[1].lower() in ARTICLE_EXTS
                     and os.path.isfile(path)):  # not FIFOs/devices: reading them could block
-                found.append((_rel_parts(path, root), path, None))
+                outside = (not follow_symlinks and os.path.islink(path)
+                           and not _is_within(os.path.realpath(path), real_root))
+                found.append((_rel_parts(path, root), path, f"symlink to a file outside the input directory "
+                              f"{root}: not read (--follow-symlinks reads it)" if outside else None))
     for parts, path, error in sorted(found):
         rid = "/".join(parts) or root
         yield Record(id=rid, error=error) if error else read_article(path, rid, max_bytes)
@@ -94,6 +104,10 @@ def _iter_directory(root: str, max_bytes: int) -> Iterator[Record]:
 
 def _rel_parts(path: str, root: str) -> tuple[str, ...]:
     return Path(os.path.relpath(path, root)).parts
+
+
+def _is_within(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, directory]) == directory
 
 
 def read_article(path: str, rid: str, max_bytes: int) -> Record:
@@ -269,10 +283,12 @@ def _iter_csv(path: str, max_bytes: int) -> Iterator[Record]:
             yield Record(id=path, error=f"CSV has no column {', '.join(missing)} (columns: {', '.join(names)})")
             return
         rows.width = len(names)
+        id_col = len(names) - 1 - names[::-1].index("id")  # the last column named id, as dict(zip()) reads it
         for row in rows:
             where = f"{path}:{row.line}"
-            if row.error:
-                yield Record(id=where, error=f"line {row.line}: malformed CSV: {row.error}")
+            if row.error:  # keyed by its id when the cells read before the fault reach it, as the README promises
+                rid = clean_id(row.cells[id_col]) if len(row.cells) > id_col else None
+                yield Record(id=rid or where, error=f"line {row.line}: malformed CSV: {row.error}")
                 continue
             values = dict(zip(names, row.cells))
             if any(_bad_unicode(v) for v in values.values()):
@@ -290,7 +306,7 @@ class CsvRow:
     line: int              # physical line the record starts on (1-based)
     start: int             # byte offsets of the record in the stream
     end: int
-    cells: list[str] | None
+    cells: list[str]       # of an error row: the cells read before the fault (all of them when too wide)
     error: str | None = None
     complete: bool = True  # False: cut short by the end of the stream (no final LF, or an open quote)
 
@@ -306,7 +322,8 @@ class CsvRows:
     quote costs one record, not every later one. The lines it ran on into inside its quotes are never
     again read as the inside of a quoted field: from that same state the parse would fail the same way.
     So every line is parsed at most twice: linear time. A record with more cells than `width` is an
-    error row too, but a whole one (it is valid CSV).
+    error row too, but a whole one (it is valid CSV). An error row keeps the cells that are readable before
+    the fault (`readable_cells`), so a reader can still tell whose record it was.
     """
 
     def __init__(self, stream: BinaryIO):
@@ -338,7 +355,7 @@ class CsvRows:
     def __iter__(self) -> Iterator[CsvRow]:
         while (first := self._next_line()) is not None:
             row = self._parse(first)
-            if row.cells == []:
+            if row.cells == [] and row.error is None:
                 continue  # a blank line
             yield row
 
@@ -362,7 +379,8 @@ class CsvRows:
             self._unread(taken[1:])  # carry on at the line after the first
             # a quote that ran on past its line failed because it was not closed there: say that, not where
             error = "quote not closed" if state["eof"] or len(taken) > 1 else str(e)
-            return CsvRow(line, start, self.pos, None, error, not state["eof"])
+            cells = readable_cells(first.decode("utf-8", "surrogateescape"))
+            return CsvRow(line, start, self.pos, cells, error, not state["eof"])
         # cut short: the stream ended with no final LF (a crash, even between CR and LF; or just a missing one)
         complete = taken[-1].endswith(b"\n")
         return CsvRow(line, start, self.pos, cells, self._width_error(cells), complete)
@@ -371,6 +389,28 @@ class CsvRows:
         if self.width is not None and len(cells) > self.width and any(c.strip() for c in cells[self.width:]):
             return f"{len(cells)} cells, the header has {self.width}"
         return None
+
+
+def readable_cells(line: str) -> list[str]:
+    """The cells at the start of `line` (the first line of a record the strict parse failed on) that are
+    whole and well-formed, each followed by a comma: strict CSV reads them the same whatever comes after.
+
+    The csv module's lenient parse reads on past the fault; a cell is kept only when the line spells it
+    exactly as strict CSV would (plain, or quoted with inner quotes doubled), which the cell holding the
+    fault never does: its text runs to the line's end (an open quote) or lost a quote (a stray one).
+    """
+    try:
+        cells = next(csv.reader([line]), [])
+    except csv.Error:
+        return []
+    readable, pos = [], 0
+    for cell in cells[:-1]:  # the last cell is followed by no comma on this line
+        spelled = '"' + cell.replace('"', '""') + '"' if line.startswith('"', pos) else cell
+        if not line.startswith(spelled + ",", pos):
+            break
+        readable.append(cell)
+        pos += len(spelled) + 1
+    return readable
 
 
 # --- validation ----------------------------------------------------------------------------------
