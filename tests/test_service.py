@@ -78,7 +78,7 @@ def openapi(client):
 
 @pytest.fixture(scope="module")
 def detector(smoke_run):
-    from inference.scoring import load_detector
+    from inference.run_detector import load_detector
 
     return load_detector(settings.load())  # as the service loads it
 

@@ -21,7 +21,7 @@ import redis
 from inference import settings
 from inference.model.detector import Detector
 from inference.model.record import FIELDS, ScoreRecord, error_record
-from inference.scoring import InProcess
+from inference.scorer_process import InProcess
 from inference.worker import BadMessage, Message, Worker, parse_message
 from tests.conftest import PARAGRAPHS
 from tests.hooks import DIE, Held, hold_text, holds
