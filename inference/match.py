@@ -28,7 +28,8 @@ from data import configfile as cfglib
 from inference.io.batch import run_batch
 from inference.io.inputs import Record
 from inference.io.outputs import check_not_an_input
-from inference.matching.matcher import RELATIONS, MatchConfig, Matcher, load_config, match_records
+from inference.matching.config import MatchConfig, load_config
+from inference.matching.matcher import RELATIONS, Matcher, match_records
 from inference.matching.store import IndexStateError, remove_index
 from inference.report import Report, match_row, summary_line
 

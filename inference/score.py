@@ -21,7 +21,7 @@ from inference.io.batch import run_batch
 from inference.io.outputs import check_not_an_input
 from inference.model.detector import MODES, SPANS
 from inference.report import Report, summary_line
-from inference.scoring import load_detector, score_batch
+from inference.run_detector import load_detector, score_batch
 
 # An argument of `run` left out: its value is the one in configs/inference.yaml, as for the command.
 # (Not None: None is a value there, "the model's own threshold" or "the precision it was calibrated at".)

@@ -13,7 +13,7 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
 A request that is not what the API takes gets a 4xx whose `detail` says what is wrong (400 bad JSON,
 401 API key, 408 request too slow, 413 body too large, 415 not JSON, 422 schema); a text that is merely odd
 (empty, huge, binary, any language) gets a score record with `error` set, as everywhere in unspin. The model loads
-once per process, in the background, into a scoring process (inference/scoring.py: a text whose
+once per process, in the background, into a scoring process (inference/scorer_process.py: a text whose
 scoring runs over `scoring.budget_s` gets an error record, and the event loop and /healthz never wait
 for scoring); one thread off the event loop waits for it (requests that queue up meanwhile are scored
 together in its next model call), bounded by `request_timeout_s` (504); more than `max_waiting_texts`
@@ -56,7 +56,7 @@ from data import cli
 from inference import settings
 from inference.model.record import ModelInfo, ScoreRecord, SentenceScore, Span  # noqa: F401 (importable from here too)
 from inference.report import service_page
-from inference.scoring import InProcess, ScoringProcess
+from inference.scorer_process import InProcess, ScoringProcess
 from inference.settings import ServiceConfig
 
 log = logging.getLogger("unspin.service")
@@ -156,7 +156,7 @@ def request_models(max_id_chars: int, max_batch_items: int):
 
 class State:
     """What one service process holds: the scorer (a child process holding the model, with a time budget
-    per call: inference/scoring.py), the thread that waits for it, and the queue of requests waiting for
+    per call: inference/scorer_process.py), the thread that waits for it, and the queue of requests waiting for
     that thread. Requests that queue up while it is busy are scored together in its next model call (up
     to `score_batch_texts` texts): no added wait at low load, fewer and larger model calls under load."""
 

@@ -252,7 +252,7 @@ def _validate_service(cfg: ServiceConfig, where: str) -> ServiceConfig:
                                    f"bounds the whole request, headers included")
     module, _, function = sc.loader.partition(":")
     if not (module and function and all(p.isidentifier() for p in module.split(".") + [function])):
-        bad("scoring.loader", f"must be module:function (e.g. inference.scoring:load_detector), got {sc.loader!r}")
+        bad("scoring.loader", f"must be module:function (e.g. inference.run_detector:load_detector), got {sc.loader!r}")
     if not http.api_key_header.strip():
         bad("http.api_key_header", "must be a header name")
     if http.api_key_env and http.api_key_file:

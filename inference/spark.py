@@ -8,7 +8,7 @@ row that cannot be scored gets a record with `error` set. Exit status 2 only whe
 
 How rows are scored: `mapInArrow`, not `mlflow.pyfunc.spark_udf`. Each executor's Python worker loads the
 Detector once (workers are reused across tasks) with the batch command's settings and scores Arrow batches
-with the batch command's code (`inference.scoring.score_batch`): the same validation and error records, the
+with the batch command's code (`inference.run_detector.score_batch`): the same validation and error records, the
 same quantize and threshold settings, texts batched together for the encoder. spark_udf would call the pyfunc,
 which loads the model as it was logged (no threshold or precision from configs/inference.yaml) and keys a
 row without an id by its position. mapInArrow rather than mapInPandas keeps values as Python types: an id of
@@ -35,7 +35,7 @@ from inference import settings
 from inference.io.inputs import BOM, Record, jsonl_record, make_record
 from inference.io.outputs import check_not_an_input
 from inference.model.record import spark_ddl
-from inference.scoring import load_detector, score_batch
+from inference.run_detector import load_detector, score_batch
 
 # The score record (inference/model/record.py) as Spark types, a DDL string: "id string, score double, ...".
 RECORD = spark_ddl()

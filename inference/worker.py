@@ -11,7 +11,7 @@ of consumer group `group`, and for each article writes its score record to `verd
   - nothing is lost when a worker dies: its pending messages are claimed by live workers once idle for
     `claim_idle_ms` (XAUTOCLAIM; a restarted worker with the same consumer name reads its own pending
     messages first). A live worker keeps the batch it is scoring from looking idle, however long that
-    takes: scoring runs in a child process (inference/scoring.py), so the heartbeat thread is never starved.
+    takes: scoring runs in a child process (inference/scorer_process.py), so the heartbeat thread is never starved.
     A redelivered message is scored on its own, so one poison message cannot take its batch down with it;
   - permanent failures are answered at once: a message that cannot be parsed (not JSON, nested too deep,
     no id, no text, text not a string, over `max_message_bytes`) goes to `dead_stream`; an odd text (empty,
@@ -49,7 +49,7 @@ from data import cli
 from inference import settings
 from inference.io.inputs import clean_id
 from inference.model.record import error_record, to_json
-from inference.scoring import Scorer, ScoringFailed, ScoringProcess
+from inference.scorer_process import Scorer, ScoringFailed, ScoringProcess
 from inference.settings import ServiceConfig, WorkerConfig
 
 log = logging.getLogger("unspin.worker")
@@ -276,7 +276,7 @@ class Counts:
 class Worker:
     """One consumer of the articles stream. `run(stop)` loops until `stop` is set; the steps
     (`ensure_group`, `read_own_pending`, `claim_stale`, `read_new`, `process`, `trim_articles`) can be
-    called alone. `scorer`: a started inference.scoring Scorer."""
+    called alone. `scorer`: a started inference.scorer_process Scorer."""
 
     def __init__(self, cfg: ServiceConfig, scorer: Scorer, client: redis.Redis | None = None,
                  consumer: str | None = None):

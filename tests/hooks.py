@@ -27,7 +27,7 @@ def holds(release: Path) -> int:
 
 
 def held_detector(cfg):
-    from inference.scoring import load_detector
+    from inference.run_detector import load_detector
 
     return Held(load_detector(cfg))
 

@@ -1,7 +1,9 @@
 """The batch loop (inference.io.batch) and its readers and writers lose nothing: one output record per input
 record, in input order, ids kept exactly, for any input, and --resume after a crash ends where an
 uninterrupted run ends. Property-based (hypothesis) over generated good and bad records, with the
-smoke-trained baseline model (cheap to score, deterministic, so outputs can be compared byte for byte)."""
+smoke-trained baseline model (cheap to score, deterministic, so outputs can be compared byte for byte), and
+again, on fewer examples, with the default model in its default mode (thorough: the language model reads every
+sentence; a text's record does not depend on its batch, so resumed outputs compare byte for byte too)."""
 from __future__ import annotations
 
 import csv
@@ -31,6 +33,21 @@ def baseline(smoke_run):
     from inference import Detector
 
     return Detector.load("models:/unspin-baseline@champion")
+
+
+@pytest.fixture(scope="module")
+def default(smoke_run):
+    """The model the commands score with when told nothing (configs/inference.yaml), in its own mode."""
+    from inference import Detector
+
+    det = Detector.load("models:/unspin@champion")
+    assert det.mode == "thorough"
+    return det
+
+
+@pytest.fixture(scope="module", params=["baseline", "default"])
+def model(request):
+    return request.getfixturevalue(request.param)
 
 
 # --- generated inputs ----------------------------------------------------------------------------
@@ -221,13 +238,11 @@ def record_ends(path: Path) -> list[int]:
 
 # --- properties ----------------------------------------------------------------------------------
 
-@PROPERTY
-@given(drawn=sources, fmt=st.sampled_from(["jsonl", "csv"]), data=st.data())
-def test_one_record_per_input_in_order_and_resume_after_a_crash_is_exact(baseline, drawn, fmt, data):
+def one_record_per_input_and_exact_resume(det, drawn, fmt, data):
     with tempfile.TemporaryDirectory() as tmp:
         paths, expected = write_sources(Path(tmp), drawn)
         out = Path(tmp) / f"out.{fmt}"
-        first = score_files(baseline, paths, str(out), batch_size=3, max_bytes=MAX, progress=False)
+        first = score_files(det, paths, str(out), batch_size=3, max_bytes=MAX, progress=False)
         assert read_output(out) == expected
         assert first["records"] == len(expected) and first["errors"] == sum(not ok for _, ok in expected)
         if not data.draw(st.booleans(), label="crash"):
@@ -237,9 +252,21 @@ def test_one_record_per_input_in_order_and_resume_after_a_crash_is_exact(baselin
         cut = ends[k] + (data.draw(st.integers(0, ends[k + 1] - ends[k] - 1), label="bytes of the next")
                          if k + 1 < len(ends) else 0)
         out.write_bytes(full[:cut])  # a crash while writing record k + 1
-        again = score_files(baseline, paths, str(out), resume=True, batch_size=2, max_bytes=MAX, progress=False)
+        again = score_files(det, paths, str(out), resume=True, batch_size=2, max_bytes=MAX, progress=False)
         assert out.read_bytes() == full
         assert again["skipped"] == k and again["records"] == len(expected) - k
+
+
+@PROPERTY
+@given(drawn=sources, fmt=st.sampled_from(["jsonl", "csv"]), data=st.data())
+def test_one_record_per_input_in_order_and_resume_after_a_crash_is_exact(baseline, drawn, fmt, data):
+    one_record_per_input_and_exact_resume(baseline, drawn, fmt, data)
+
+
+@settings(PROPERTY, max_examples=5)  # the language model reads every text: a few inputs, each a few dozen records
+@given(drawn=sources, fmt=st.sampled_from(["jsonl", "csv"]), data=st.data())
+def test_the_same_with_the_default_model(default, drawn, fmt, data):
+    one_record_per_input_and_exact_resume(default, drawn, fmt, data)
 
 
 # --- examples ------------------------------------------------------------------------------------
@@ -254,7 +281,7 @@ def test_an_unclosed_quote_costs_one_record_not_the_rest_of_the_file(tmp_path):
     assert [r.text for r in records if r.error is None] == [PARAGRAPHS[0], PARAGRAPHS[2].replace(",", ""), PARAGRAPHS[3]]
 
 
-def test_a_bad_csv_row_keeps_a_readable_id_and_resume_over_such_rows_is_exact(baseline, tmp_path):
+def test_a_bad_csv_row_keeps_a_readable_id_and_resume_over_such_rows_is_exact(model, tmp_path):
     """A row with too many cells, or whose quote breaks after its id cell, is keyed by its id; one whose id
     cell is itself broken (or blank) by file:line. A run cut short after any record resumes to the same output."""
     path = tmp_path / "in.csv"
@@ -269,12 +296,12 @@ def test_a_bad_csv_row_keeps_a_readable_id_and_resume_over_such_rows_is_exact(ba
     assert "line 6: malformed CSV" in errors[4] and "line 7: malformed CSV: quote not closed" == errors[5]
     for fmt in ("jsonl", "csv"):
         out = tmp_path / f"out.{fmt}"
-        score_files(baseline, [str(path)], str(out), max_bytes=MAX, progress=False)
+        score_files(model, [str(path)], str(out), max_bytes=MAX, progress=False)
         assert read_output(out) == [(r.id, r.error is None) for r in records]
         full, ends = out.read_bytes(), record_ends(out)
         for k in range(len(ends)):
             out.write_bytes(full[:ends[k]] + full[ends[k]:][:7])  # k records whole, then a crash mid-record
-            again = score_files(baseline, [str(path)], str(out), resume=True, max_bytes=MAX, progress=False)
+            again = score_files(model, [str(path)], str(out), resume=True, max_bytes=MAX, progress=False)
             assert out.read_bytes() == full, (fmt, k)
             assert again["skipped"] == k and again["records"] == len(records) - k
 
@@ -307,14 +334,14 @@ def test_reading_csv_stays_linear_on_runs_of_unclosed_quotes(tmp_path):
     assert reads <= 3 * (n + 1)
 
 
-def test_odd_ids_survive_csv_output_and_resume(baseline, tmp_path):
+def test_odd_ids_survive_csv_output_and_resume(model, tmp_path):
     odd = ["plain", "line\nbreak", "cr\rid", "crlf\r\nid", "ls\u2028id", "fs\x1cid", "=1+1", "+x", "-x", "@sum",
            "'quoted", "\ttab", "dup", "dup"]
     inp = tmp_path / "odd.jsonl"
     inp.write_text("".join(json.dumps({"id": i, "text": PARAGRAPHS[0]}) + "\n" for i in odd))
     out = tmp_path / "out.csv"
-    score_files(baseline, [str(inp)], str(out), max_bytes=MAX, progress=False)
-    again = score_files(baseline, [str(inp)], str(out), resume=True, max_bytes=MAX, progress=False)
+    score_files(model, [str(inp)], str(out), max_bytes=MAX, progress=False)
+    again = score_files(model, [str(inp)], str(out), resume=True, max_bytes=MAX, progress=False)
     assert again["skipped"] == len(odd) and again["records"] == 0
     assert [rid for rid, _ in read_output(out)] == odd
     with open(out, newline="", encoding="utf-8") as f:
@@ -322,26 +349,26 @@ def test_odd_ids_survive_csv_output_and_resume(baseline, tmp_path):
     assert cells[6:12] == ["'=1+1", "'+x", "'-x", "'@sum", "''quoted", "'\ttab"]
 
 
-def test_resume_gives_each_repeated_id_its_own_record(baseline, tmp_path):
+def test_resume_gives_each_repeated_id_its_own_record(model, tmp_path):
     inp = tmp_path / "dups.jsonl"
     ids = ["a", "b", "a", "a", "c", "b"]
     inp.write_text("".join(json.dumps({"id": i, "text": PARAGRAPHS[k]}) + "\n" for k, i in enumerate(ids)))
     out = tmp_path / "out.jsonl"
-    score_files(baseline, [str(inp)], str(out), max_bytes=MAX, progress=False)
+    score_files(model, [str(inp)], str(out), max_bytes=MAX, progress=False)
     full = out.read_bytes()
     out.write_bytes(b"".join(full.splitlines(keepends=True)[:3]))  # "a", "b", "a" written, then a crash
-    again = score_files(baseline, [str(inp)], str(out), resume=True, max_bytes=MAX, progress=False)
+    again = score_files(model, [str(inp)], str(out), resume=True, max_bytes=MAX, progress=False)
     assert again["skipped"] == 3 and again["records"] == 3 and out.read_bytes() == full
 
 
-def test_resume_refuses_an_output_it_did_not_write(baseline, tmp_path):
+def test_resume_refuses_an_output_it_did_not_write(model, tmp_path):
     inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps({"id": "a", "text": PARAGRAPHS[0]}) + "\n")
     (tmp_path / "notes.jsonl").write_text("just some notes\n")
     (tmp_path / "other.csv").write_text("name,value\nx,1\n")
     for name in ("notes.jsonl", "other.csv"):
         with pytest.raises(ValueError, match="cannot resume"):
-            score_files(baseline, [str(inp)], str(tmp_path / name), resume=True, max_bytes=MAX, progress=False)
+            score_files(model, [str(inp)], str(tmp_path / name), resume=True, max_bytes=MAX, progress=False)
     assert (tmp_path / "notes.jsonl").read_text() == "just some notes\n"
 
 

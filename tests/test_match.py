@@ -20,6 +20,11 @@ from tests.conftest import PARAGRAPHS, ROOT
 
 MATCH = match.load_config()  # configs/match.yaml: the settings the command runs with
 
+
+def best(candidates: int):
+    """The retrieval settings the command runs with, searching by the whole text only for `candidates`."""
+    return dataclasses.replace(MATCH.retrieval, candidates=candidates, passage_candidates=0)
+
 # Fixture originals: realistic news articles with names, numbers and ordinary prose.
 ARTICLES = {
     "wire-rates": (
@@ -399,7 +404,7 @@ def test_index_heals_rows_stored_without_features_and_rejects_other_settings(tmp
     db.close()
     ri = ReferenceIndex(idx)
     assert len(ri) == 3
-    found = ri.search(ri.featurizer.query_features(analyze(ARTICLES["wire-film"][1])), candidates=1)
+    found = ri.search(ri.featurizer.query_features(analyze(ARTICLES["wire-film"][1])), best(1))
     rid, _, text, spans = ri.fetch([found[0].row])[0]
     assert rid == "late" and text[spans[0][0]:spans[0][1]].startswith("The Venice film festival opened")
     ri.close()
@@ -484,7 +489,7 @@ def test_processes_opening_and_adding_at_once_keep_every_reference_once(tmp_path
     ri = ReferenceIndex(idx)
     for rid in ("wire-film", "wire-rates", "combo-03", "late"):
         text = ARTICLES["wire-film"][1] if rid == "late" else next(r["text"] for r in rows if r["id"] == rid)
-        found = ri.search(ri.featurizer.query_features(analyze(text)), candidates=2)
+        found = ri.search(ri.featurizer.query_features(analyze(text)), best(2))
         assert ri.fetch([found[0].row])[0][0] in ({"wire-film", "late"} if rid in ("wire-film", "late") else {rid})
     ri.close()
 
@@ -595,7 +600,7 @@ def test_failed_add_leaves_no_features_behind(tmp_path):
     ri = ReferenceIndex(tmp_path / "idx")
     assert len(ri) == 2
     for rid, text in [("x", arts[0]), ("c", arts[2])]:
-        found = ri.search(ri.featurizer.query_features(analyze(text)), candidates=1)
+        found = ri.search(ri.featurizer.query_features(analyze(text)), best(1))
         assert ri.fetch([found[0].row])[0][0] == rid and found[0].words == 1.0
     ri.close()
 

@@ -15,7 +15,8 @@ from inference.io.outputs import json_line
 from inference.model import record
 from inference.model.detector import Analysis, Detector, Sentence
 from inference.model.record import FIELDS, ModelInfo, ScoreRecord, SentenceScore, Span, error_record
-from inference.scoring import InProcess, score_batch
+from inference.run_detector import score_batch
+from inference.scorer_process import InProcess
 
 TEXT = "The best diplomat spoke on Monday."
 

@@ -78,7 +78,7 @@ def openapi(client):
 
 @pytest.fixture(scope="module")
 def detector(smoke_run):
-    from inference.scoring import load_detector
+    from inference.run_detector import load_detector
 
     return load_detector(settings.load())  # as the service loads it
 
@@ -401,7 +401,9 @@ def test_request_timeout_gives_504(detector, tmp_path):
         with TestClient(app) as c:
             r = c.post("/v1/score", json={"id": "held", "text": hold_text(release)})
             assert r.status_code == 504 and "request_timeout_s" in r.json()["detail"]
-            assert holds(release) == 1 and c.get("/readyz").status_code == 200
+            # Held in scoring, or (a loaded machine) still queued when the 0.5 s ran out and then dropped: 504
+            # either way, since the limit counts the wait. Which one depends on the machine's speed: not asserted.
+            assert holds(release) <= 1 and c.get("/readyz").status_code == 200
             release.touch()
     finally:
         release.touch()

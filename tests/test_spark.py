@@ -15,7 +15,7 @@ import pytest
 from inference import settings
 from inference import spark as spark_cmd
 from inference.model import record
-from inference.scoring import load_detector
+from inference.run_detector import load_detector
 from tests.conftest import PARAGRAPHS, ROOT
 from tests.servers import child_env
 

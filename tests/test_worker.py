@@ -5,12 +5,13 @@ verdict, every bad one exactly one dead letter, nothing pending.
 
 Timing is controlled by the test, never assumed: a message holding `hold_text(path)` is held in scoring
 until the test creates `path` (tests/hooks.py, loaded in the worker's scoring process through
-`scoring.loader`), and `<path>.held` tells the test that scoring is under way."""
+`scoring.loader`), and `<path>.held` tells the test that scoring is under way. Nor does a test wait for a
+message to grow idle: `age` sets the idle time Redis keeps for it. Tests with two live workers give the
+heartbeat (every claim_idle_ms / 3) seconds of slack, so a busy machine cannot make it late."""
 from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from collections import Counter
 
@@ -21,10 +22,10 @@ import redis
 from inference import settings
 from inference.model.detector import Detector
 from inference.model.record import FIELDS, ScoreRecord, error_record
-from inference.scoring import InProcess
+from inference.scorer_process import InProcess
 from inference.worker import BadMessage, Message, Worker, parse_message
 from tests.conftest import PARAGRAPHS
-from tests.hooks import DIE, Held, hold_text, holds
+from tests.hooks import DIE, hold_text, holds
 from tests.servers import start_redis, start_worker, wait_ended
 
 SPUN = ("Washington's best diplomat stated on Monday that overseas ministers had made good progress a 12 months in "
@@ -36,6 +37,9 @@ MAX_TEXT, MAX_MESSAGE = 20_000, 100_000
 # as the test says, whatever the machine's speed.
 PATIENT = ["scoring.loader=tests.hooks:held_detector", "scoring.budget_s=3600"]
 WAIT = 900  # seconds: only turns a hang into a failure
+CLAIM_IDLE_MS = 1000  # one live worker at a time: the messages of a dead one are claimed soon
+LIVE_CLAIM_IDLE_MS = 9000  # two live workers: a heartbeat may come 6 s late before the other could claim
+AGED_MS = 10 * LIVE_CLAIM_IDLE_MS  # how idle `age` makes a message look: a dead consumer's, for any worker here
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +92,7 @@ def names(prefix: str) -> dict:
 
 def overrides(port: int, prefix: str, *more: str, **worker) -> list[str]:
     values = {"redis_url": f"redis://127.0.0.1:{port}/0", **names(prefix), "batch_size": 16, "block_ms": 300,
-              "claim_idle_ms": 1000, "claim_interval_ms": 300, "max_message_bytes": MAX_MESSAGE, **worker}
+              "claim_idle_ms": CLAIM_IDLE_MS, "claim_interval_ms": 300, "max_message_bytes": MAX_MESSAGE, **worker}
     return ([f"worker.{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in values.items()]
             + [f"max_text_bytes={MAX_TEXT}", *PATIENT, *more])
 
@@ -182,6 +186,27 @@ def drained(r, n: dict):
     def check():
         g = group_info(r, n["articles_stream"])
         return g.get("pending") == 0 and g.get("lag") == 0 and g.get("entries-read") == r.xlen(n["articles_stream"])
+    return check
+
+
+def age(r, n: dict, consumer: str | None = None) -> list[str]:
+    """Make the messages pending on `consumer` (or on any) look idle for AGED_MS, as if their consumer had been
+    silent that long: each is claimed by its own consumer with IDLE and JUSTID (no delivery counted). Returns
+    their ids. Redis's idea of the time moves, so the test never waits for it."""
+    pending = r.xpending_range(n["articles_stream"], GROUP, "-", "+", 10_000, consumername=consumer)
+    for p in pending:
+        r.xclaim(n["articles_stream"], GROUP, p["consumer"], 0, [p["message_id"]], idle=AGED_MS, justid=True)
+    return [p["message_id"].decode() for p in pending]
+
+
+def refreshed(r, n: dict, consumer: str, count: int):
+    """A check: `count` messages pending, all on `consumer`, delivered once, and idle for less than half of
+    LIVE_CLAIM_IDLE_MS: its heartbeat has refreshed them since `age` (nothing else makes them less idle)."""
+    def check():
+        pending = r.xpending_range(n["articles_stream"], GROUP, "-", "+", 10_000)
+        return len(pending) == count and all(
+            p["consumer"].decode() == consumer and p["times_delivered"] == 1
+            and p["time_since_delivered"] < LIVE_CLAIM_IDLE_MS / 2 for p in pending)
     return check
 
 
@@ -320,22 +345,20 @@ def test_redis_killed_and_restarted_mid_drain_loses_nothing(own_redis, tmp_path)
 
 def test_two_live_workers_share_the_stream_and_never_take_each_others_batch(r, redis_port_with_model, tmp_path):
     n, release = names("pair"), tmp_path / "release"
-    ovr = overrides(redis_port_with_model, "pair")
+    ovr = overrides(redis_port_with_model, "pair", claim_idle_ms=LIVE_CLAIM_IDLE_MS)
     workers = {c: start_worker(tmp_path / f"{c}.log", *ovr, consumer=c) for c in ("one", "two")}
     try:
         for c, w in workers.items():
             w.wait_until(lambda w=w, c=c: f"worker {c} reading" in w.output(), WAIT, f"worker {c} ready")
         r.xadd(n["articles_stream"], {"id": "held", "text": hold_text(release)})
         workers["one"].wait_until(lambda: holds(release), WAIT, "one worker holding the first message")
-        t_held = time.monotonic()
         holder = r.xpending_range(n["articles_stream"], GROUP, "-", "+", 10)[0]["consumer"].decode()
         other = ({"one", "two"} - {holder}).pop()
         valid, bad = fill(r, n, 60)
+        # the holder keeps its message until the other worker has drained the rest, however long that takes
         workers[other].wait_until(lambda: group_info(r, n["articles_stream"])["lag"] == 0
                                   and group_info(r, n["articles_stream"])["pending"] == 1, WAIT,
                                   "the other worker drains the rest")
-        # the holder keeps its message for at least 3 x claim_idle_ms, as long as the test says
-        time.sleep(max(0.0, 3.0 - (time.monotonic() - t_held)))
         release.touch()
         workers[holder].wait_until(drained(r, n), WAIT, "the held message answered")
         assert_ledger(r, n, valid | {"held"}, bad)
@@ -354,7 +377,7 @@ def test_a_text_over_budget_gets_an_error_verdict_and_its_worker_keeps_it(r, red
     the while (scoring is in a child process, so nothing starves the heartbeat thread)."""
     n, never = names("budget"), tmp_path / "never-released"
     ovr = overrides(redis_port_with_model, "budget", "scoring.budget_s=20", "scoring.budget_s_per_100k_chars=0",
-                    claim_idle_ms=1500)
+                    claim_idle_ms=LIVE_CLAIM_IDLE_MS)  # held for two budgets: over 4 x claim_idle_ms
     workers = {c: start_worker(tmp_path / f"{c}.log", *ovr, consumer=c) for c in ("one", "two")}
     try:
         for c, w in workers.items():
@@ -449,13 +472,13 @@ def make_worker(port, prefix, detector, consumer="w", **extra) -> Worker:
 
 def test_message_failing_max_attempts_goes_dead(r, redis_port, detector):
     n = names("attempts")
-    w = make_worker(redis_port, "attempts", detector, max_attempts=2, claim_idle_ms=1)
+    w = make_worker(redis_port, "attempts", detector, max_attempts=2)
     m1 = r.xadd(n["articles_stream"], {"id": "p1", "text": SPUN}).decode()
     m2 = r.xadd(n["articles_stream"], {"id": "p2", "text": SPUN + " Again."}).decode()
     # two consumers took them and died: p1 was delivered twice, p2 once
     r.xreadgroup(GROUP, "ghost-1", {n["articles_stream"]: ">"}, count=10)
     r.xclaim(n["articles_stream"], GROUP, "ghost-2", 0, [m1])
-    time.sleep(0.05)  # idle longer than claim_idle_ms
+    assert sorted(age(r, n)) == sorted([m1, m2])  # then nothing was heard of them
     msgs = w.claim_stale()
     assert {m.message_id: m.deliveries for m in msgs} == {m1: 3, m2: 2}
     w.process(msgs)
@@ -469,7 +492,7 @@ def test_message_failing_max_attempts_goes_dead(r, redis_port, detector):
 def test_a_write_that_keeps_failing_is_dead_lettered_with_its_error(r, redis_port, detector):
     n = names("badreview")
     r.set(n["review_stream"], "not a stream")  # the review write of a spun record fails: nothing may be written
-    w = make_worker(redis_port, "badreview", detector, max_attempts=2, claim_idle_ms=1)
+    w = make_worker(redis_port, "badreview", detector, max_attempts=2)
     r.xadd(n["articles_stream"], {"id": "s1", "text": SPUN})
     shipped, detector.threshold = detector.threshold, 0.0  # everything is spun
     try:
@@ -478,7 +501,7 @@ def test_a_write_that_keeps_failing_is_dead_lettered_with_its_error(r, redis_por
         assert r.xlen(n["verdicts_stream"]) == 0 and not r.exists(n["seen_prefix"] + "s1")  # no half result
         assert group_info(r, n["articles_stream"])["pending"] == 1
         for _ in range(2):  # claimed again (a 2nd and a 3rd delivery): fails, then goes dead
-            time.sleep(0.05)
+            age(r, n)
             try:
                 w.process(w.claim_stale())
             except redis.ResponseError:
@@ -567,30 +590,34 @@ def test_verdicts_of_texts_that_cannot_be_scored_are_the_defined_error_record(r,
     assert verdicts["odd-bytes"]["error"] == "not UTF-8 text"
 
 
-def test_a_batch_in_hand_is_not_claimed_however_long_it_takes(r, redis_port, detector, tmp_path):
+def test_a_batch_in_hand_is_not_claimed_however_long_it_takes(r, redis_port_with_model, tmp_path):
+    """A worker scoring a batch keeps refreshing it, so a live worker looking for the messages of dead ones never
+    takes it. Nothing waits for time to pass: the test makes the held batch look idle for 10 x claim_idle_ms
+    (`age`: what a dead worker's messages look like), waits until the holder's heartbeat has refreshed it, and
+    then has the other worker look; three times over, the batch held all the while."""
     n, release = names("slow"), tmp_path / "release"
-    busy = make_worker(redis_port, "slow", None, consumer="busy", claim_idle_ms=300)
-    busy.scorer = InProcess(Held(detector), busy.cfg.max_text_bytes)
-    other = make_worker(redis_port, "slow", detector, consumer="other", claim_idle_ms=300)
+    pipe = r.pipeline(transaction=True)  # one batch: seven articles and a held one
     for i in range(7):
-        r.xadd(n["articles_stream"], {"id": f"s{i}", "text": text_for(i)})
-    r.xadd(n["articles_stream"], {"id": "s7", "text": hold_text(release)})
-    msgs = busy.read_new(100)
-    scoring = threading.Thread(target=busy.process, args=(msgs,))
-    scoring.start()
-    claimed = []
-    while not holds(release) and scoring.is_alive():
-        time.sleep(0.01)
-    assert holds(release), "scoring ended without holding the batch"
-    held_since = time.monotonic()
-    while time.monotonic() - held_since < 1.5:  # the test holds the batch for 5 x claim_idle_ms
-        claimed += other.claim_stale()  # a live worker looking for messages of dead ones meanwhile
-        time.sleep(0.05)
-    release.touch()
-    scoring.join()
-    assert claimed == [] and busy.counts.verdicts == 8 and busy.counts.stale == 0
-    assert group_info(r, n["articles_stream"])["pending"] == 0
-    assert sorted(v["id"] for v in entries(r, n["verdicts_stream"])) == [f"s{i}" for i in range(8)]
+        pipe.xadd(n["articles_stream"], {"id": f"s{i}", "text": text_for(i)})
+    pipe.xadd(n["articles_stream"], {"id": "s7", "text": hold_text(release)})
+    pipe.execute()
+    busy = start_worker(tmp_path / "busy.log", *overrides(redis_port_with_model, "slow",
+                                                          claim_idle_ms=LIVE_CLAIM_IDLE_MS), consumer="busy")
+    other = make_worker(redis_port_with_model, "slow", None, consumer="other", claim_idle_ms=LIVE_CLAIM_IDLE_MS)
+    try:
+        busy.wait_until(lambda: holds(release), WAIT, "the worker holding the batch")
+        for _ in range(3):
+            assert len(age(r, n)) == 8  # the whole batch is in hand
+            busy.wait_until(refreshed(r, n, "busy", 8), WAIT, "the holder's heartbeat refreshing its batch")
+            assert other.claim_stale() == []
+        release.touch()
+        busy.wait_until(drained(r, n), WAIT, "the batch answered")
+        assert_ledger(r, n, {f"s{i}" for i in range(8)}, [])
+        assert {v["consumer"] for v in entries(r, n["verdicts_stream"])} == {"busy"}
+        assert holds(release) == 1  # scored once
+        assert "claimed" not in busy.output().replace(" 0 claimed", "")
+    finally:
+        busy.stop()
 
 
 def test_retention_trims_every_stream_and_never_an_unanswered_message(tmp_path, detector):

@@ -6,7 +6,8 @@
   independent / no_match);
 - `features`: what references and inputs are searched by (immutables, word hashes, sampled 3-grams);
 - `store`: how the index is stored (segments, the index directory's files, crash-safe writes);
-- `indexing`: featurising references in worker processes;
+- `feature_workers`: featurising references in worker processes;
+- `config`: the settings (configs/match.yaml), read by the index, the matcher and the command;
 - `index`: the persisted, appendable ReferenceIndex (open, add, heal, search);
-- `matcher`: the settings (configs/match.yaml) and Matcher (retrieve, align, decide the relation).
+- `matcher`: Matcher (retrieve, align, decide the relation) over an index.
 """

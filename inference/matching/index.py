@@ -1,6 +1,6 @@
 """The persisted, appendable index of known originals behind `inference.match`: opening, adding, healing
 and searching (features: inference.matching.features; files and segments: inference.matching.store;
-featurising in worker processes: inference.matching.indexing).
+featurising in worker processes: inference.matching.feature_workers; settings: inference.matching.config).
 
 Adding references appends rows and one segment; existing references are never re-read or re-tokenised
 (opening the index rebuilds the in-memory postings from the segments' integer arrays: about a second
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from inference.io.inputs import ARTICLE_EXTS, STDIN
+from inference.matching.config import IndexConfig, RetrievalConfig, load_config
+from inference.matching.feature_workers import featurized
 from inference.matching.features import FeaturesConfig, Featurizer, QueryFeatures, unpack_spans
-from inference.matching.indexing import featurized
 from inference.matching.store import (
     FORMAT_VERSION,
     SCHEMA,
@@ -43,18 +44,6 @@ from inference.matching.store import (
     indptr,
     is_index,
 )
-
-
-# Fields and types only: every value is in the `index:` section of configs/match.yaml
-# (read by data.configfile), so it is written once.
-@dataclass
-class IndexConfig:
-    segment_docs: int  # references per segment file
-    max_segments: int  # more segments than this are merged into one on open
-    chunk_docs: int  # references featurised per worker task
-    workers: int  # processes featurising references (0: one per CPU)
-    common_share: float  # immutables in more than this share of references are not gathered at search ...
-    min_common_df: int  # ... unless in at most this many (small indexes gather everything)
 
 
 @dataclass
@@ -80,7 +69,6 @@ class ReferenceIndex:
                  cfg: IndexConfig | None = None):
         self.dir = Path(directory)
         if features is None or cfg is None:  # what is not given comes from configs/match.yaml
-            from inference.matching.matcher import load_config  # (imported here: the matcher imports this module)
             default = load_config()
             features, cfg = features or default.features, cfg or default.index
         self.cfg = cfg
@@ -389,15 +377,17 @@ class ReferenceIndex:
             return nz
         return nz[np.argpartition(-scores[nz], k - 1)[:k]]
 
-    def search(self, query: QueryFeatures, candidates: int, pool: int = 100, rerank_weight: float = 1.0,
-               chunk_candidates: int = 0, chunk_pool: int = 20, min_chunk_immutables: int = 3) -> list[Candidate]:
-        """References to verify for an input, best first.
+    def search(self, query: QueryFeatures, retrieval: RetrievalConfig) -> list[Candidate]:
+        """References to verify for an input, best first (settings: the `retrieval:` section of
+        configs/match.yaml).
 
         `candidates` by the whole text: the `pool` best by immutables (IDF-weighted cosine), re-ranked by
-        cosine + rerank_weight * word-set Jaccard. Then up to `chunk_candidates` more by its passages
-        (a few sentences each): for each, the `chunk_pool` references holding most of its immutables
+        cosine + rerank_weight * word-set Jaccard. Then up to `passage_candidates` more by its passages
+        (a few sentences each): for each, the `passage_pool` references holding most of its immutables
         (IDF-weighted containment) re-ranked with the share of its words they hold. These find the
         source of a partial copy, whose few copied paragraphs are outweighed by the rest of the text."""
+        candidates, pool, rerank_weight = retrieval.candidates, retrieval.pool, retrieval.rerank_weight
+        chunk_candidates, chunk_pool = retrieval.passage_candidates, retrieval.passage_pool
         got = self._dot(query.imm)
         if got is None:
             return []
@@ -416,7 +406,7 @@ class ReferenceIndex:
         for imm, cwords, cshingles in query.chunks:
             # References holding most of the passage's immutables (IDF-weighted), and most of its 3-grams.
             contain = None
-            if len(imm) >= min_chunk_immutables and (got := self._dot(imm)) is not None:
+            if len(imm) >= retrieval.min_passage_immutables and (got := self._dot(imm)) is not None:
                 contain = got[0] / got[1]
             shared = self._shingle_hits(cshingles) if len(cshingles) >= 2 else None
             pools = []

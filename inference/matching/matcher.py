@@ -1,5 +1,5 @@
-"""Matching articles against the reference index: the settings (configs/match.yaml), `Matcher` (an open
-index plus those settings: add references, match one article) and `match_records` (a batch, in forked
+"""Matching articles against the reference index: `Matcher` (an open index plus the settings of
+inference.matching.config: add references, match one article) and `match_records` (a batch, in forked
 processes sharing the loaded index). `python -m inference.match` is the command around it.
 
 Record: {"id", "relation", "source", "candidates": [{"reference", "title", "relation", "retrieval",
@@ -12,62 +12,16 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
-from data import configfile as cfglib
 from inference.io.inputs import Record, iter_records, make_record
-from inference.matching.align import AlignConfig, Doc, align, analyze
-from inference.matching.features import FeaturesConfig
-from inference.matching.index import IndexConfig, ReferenceIndex, fingerprint_input
-from inference.matching.relation import RelationConfig, figures, relation
+from inference.matching.align import Doc, align, analyze
+from inference.matching.config import MatchConfig, load_config
+from inference.matching.index import ReferenceIndex, fingerprint_input
+from inference.matching.relation import figures, relation
 
-DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "match.yaml"
 RELATIONS = ("verbatim_copy", "spun_copy", "partial_copy", "independent", "no_match")
 _RANK = {"verbatim_copy": 0, "spun_copy": 0, "partial_copy": 1, "independent": 2, "no_match": 3}
-
-
-# Fields and types only: every value is in configs/match.yaml (data.configfile), so it is written once.
-@dataclass
-class RetrievalConfig:
-    candidates: int  # references verified (aligned) per input
-    pool: int  # best by immutables re-ranked by word-set similarity
-    rerank_weight: float
-    min_immutables: float  # candidates below this immutables similarity are not verified
-    passage_candidates: int  # more references verified, found by passages of the input (partial copies)
-    passage_words: int  # words per passage (consecutive prose sentences)
-    passage_pool: int  # best per passage by immutables containment, re-ranked by word containment
-    min_passage_immutables: int  # a passage with fewer immutables is not searched on its own
-    reference_cache: int  # analysed references kept in memory (popular originals are matched often)
-
-
-@dataclass
-class OutputConfig:
-    top_k: int  # candidates reported per input (no_match candidates are not reported)
-    alignment: bool  # report the sentence alignment and substitutions
-
-
-@dataclass
-class MatchConfig:
-    index_dir: str
-    max_bytes: int
-    workers: int  # processes matching inputs (forked, sharing the loaded index)
-    features: FeaturesConfig
-    index: IndexConfig
-    retrieval: RetrievalConfig
-    align: AlignConfig
-    relation: RelationConfig
-    output: OutputConfig
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> MatchConfig:
-    path = Path(path) if path else DEFAULT
-    cfg = cfglib.load(path, MatchConfig, overrides)
-    if cfg.features.vocabulary not in ("moby", "none"):
-        raise cfglib.ConfigError(f"features.vocabulary: expected moby or none, got {cfg.features.vocabulary!r} [in {path}]")
-    if cfg.retrieval.candidates < 1 or cfg.output.top_k < 1:
-        raise cfglib.ConfigError(f"retrieval.candidates and output.top_k must be >= 1 [in {path}]")
-    return cfg
 
 
 class Matcher:
@@ -140,8 +94,7 @@ class Matcher:
         doc = analyze(text, cfg.features.check_prose, rare)
         r = cfg.retrieval
         query = self.index.featurizer.query_features(doc, r.passage_words)
-        found = self.index.search(query, r.candidates, r.pool, r.rerank_weight, r.passage_candidates, r.passage_pool,
-                                  r.min_passage_immutables)
+        found = self.index.search(query, r)
         found = [c for c in found if c.immutables >= r.min_immutables or c.words >= 0.3 or c.passage]
         cands = []
         for c, (ref_id, title, rdoc) in zip(found, self._references([c.row for c in found])):

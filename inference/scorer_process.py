@@ -24,8 +24,8 @@ version) while calls wait. Texts and records cross a pipe (pickled): negligible 
 `InProcess(detector)` scores in the caller's process with no budget, for callers that hold a loaded
 Detector (tests, Python use). Both give the same records.
 
-Both score with `score_items`, as the batch command and Spark score with `score_batch`: the one place where
-an input's validation error or a failure inside the model becomes an error record (inference/model/record.py).
+Both score with `score_items` (inference/run_detector.py), as the batch command and Spark score with its
+`score_batch`.
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ import sys
 import threading
 import time
 
-from inference.io.inputs import Record, text_error
 from inference.model.record import error_record
+from inference.run_detector import score_items
 from inference.settings import InferenceConfig, ServiceConfig
 
 log = logging.getLogger("unspin.scoring")
@@ -55,47 +55,6 @@ WARM_UP = "The minister said on Monday that the talks had made good progress."
 PRELOAD = ["numpy", "torch", "transformers", "transformers.models.auto.modeling_auto",
            "transformers.models.auto.tokenization_auto", "transformers.models.bert.modeling_bert"]
 
-
-# ---- scoring validated inputs: the batch command, the service, the worker and Spark ----------------
-
-def score_batch(det, batch: list[Record]) -> list[dict]:
-    """Records for a batch, in order; a failure inside the model costs only the records it hits."""
-    good = [r for r in batch if r.error is None]
-    try:
-        scored = iter(det.score([r.text for r in good], ids=[r.id for r in good]))
-    except Exception:  # noqa: BLE001 - retry one by one so a single bad text cannot sink its batch
-        scored = iter([score_one(det, r) for r in good])
-    return [det.error_record(r.id, r.error) if r.error is not None else next(scored) for r in batch]
-
-
-def score_one(det, r: Record) -> dict:
-    try:
-        return det.score([r.text], ids=[r.id])[0]
-    except Exception as e:  # noqa: BLE001
-        return det.error_record(r.id, f"scoring failed: {type(e).__name__}: {e}")
-
-
-def score_items(det, items: list[tuple[str, object]], max_text_bytes: int) -> list[dict]:
-    """Score records for (id, text) pairs, in order; an odd text gets a record with `error` set
-    (the service's and the worker's entry point)."""
-    batch = []
-    for rid, text in items:
-        error = text_error(text, max_text_bytes)
-        batch.append(Record(id=rid, text=None if error else text, error=error))
-    return score_batch(det, batch)
-
-
-def load_detector(cfg: InferenceConfig):
-    """The model of the inference section, in its mode, quantized and with its threshold override as configured."""
-    from inference.model.detector import Detector
-
-    det = Detector.load(cfg.model, quantize=cfg.quantize, mode=cfg.mode, spans=cfg.spans)
-    if cfg.threshold is not None:
-        det.threshold = float(cfg.threshold)
-    return det
-
-
-# ---- the scorers of the service and the worker ------------------------------------------------------
 
 class ScoringFailed(RuntimeError):
     """The scoring process died while scoring a text, or could not be started: maybe not the text's fault."""

@@ -1,4 +1,4 @@
-"""The scoring process (inference/scoring.py) for real: a spawned child with the smoke-trained model, a
+"""The scoring process (inference/scorer_process.py) for real: a spawned child with the smoke-trained model, a
 budget per call, and the test hooks (tests/hooks.py) for a text held as long as the test likes or one
 that kills the process. Nothing here depends on how fast the machine is: a held text is never released,
 so it outlasts any budget; the budget of the other texts is generous."""
@@ -15,7 +15,7 @@ import pytest
 
 from data.configfile import ConfigError
 from inference import settings
-from inference.scoring import InProcess, ScoringFailed, ScoringProcess
+from inference.scorer_process import InProcess, ScoringFailed, ScoringProcess
 from tests.conftest import PARAGRAPHS, ROOT
 from tests.hooks import DIE, hold_text, holds
 from tests.servers import child_env, wait_ended
@@ -33,7 +33,7 @@ def config(*overrides):
 
 @pytest.fixture(scope="module")
 def detector(smoke_run):
-    from inference.scoring import load_detector
+    from inference.run_detector import load_detector
 
     return load_detector(config().inference)  # as the scoring process loads it
 
@@ -107,7 +107,7 @@ def test_the_scoring_process_dies_with_its_owner(smoke_run, tmp_path):
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from inference import settings
-        from inference.scoring import ScoringProcess
+        from inference.scorer_process import ScoringProcess
         s = ScoringProcess(settings.load_service(None, [])).start()
         print(s.proc.pid, flush=True)
         time.sleep(600)
@@ -130,7 +130,7 @@ def test_the_model_the_scoring_process_downloaded_is_deleted_when_its_owner_exit
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
         from inference import settings
-        from inference.scoring import ScoringProcess
+        from inference.scorer_process import ScoringProcess
         s = ScoringProcess(settings.load_service(None, [])).start()
         print(s.download, os.path.isfile(os.path.join(s.inference.model, "unspin.json")), flush=True)
     """)
