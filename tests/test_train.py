@@ -231,10 +231,10 @@ def test_champion_validated_on_other_data_is_rescored_before_comparing(smoke_run
     assert str(champion) == versions["data-a"][0]
 
 
-def test_each_band_is_anchored_where_its_worst_domain_is_flagged_at_the_set_rate():
+def test_each_length_band_is_anchored_where_its_worst_domain_is_flagged_at_the_set_rate():
     import numpy as np
 
-    from inference.model.detector import BandMap
+    from inference.model.fitted import BandMap
     from train.calibrate import decision_point, fit_slope
 
     rng = np.random.default_rng(0)
