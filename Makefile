@@ -4,6 +4,9 @@ PY := .venv/bin/python
 STAMP := .venv/.installed
 CONFIG ?= configs/train.yaml
 DATA_CONFIG ?= configs/data.yaml
+# MLflow's store unless MLFLOW_TRACKING_URI says otherwise: inference/settings.py's MLFLOW_STORE, written again
+# here for the targets that run the mlflow CLI (no Python of ours to read it from)
+MLFLOW_STORE := sqlite:///mlflow.db
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -71,7 +74,7 @@ serve: setup
 # The registered model under MLflow's own server: POST http://127.0.0.1:5001/invocations.
 # --env-manager local runs it with this venv, hence its bin first on PATH. make serve-mlflow [ARGS=...]
 serve-mlflow: $(STAMP)
-	PATH="$(CURDIR)/.venv/bin:$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} \
+	PATH="$(CURDIR)/.venv/bin:$$PATH" MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-$(MLFLOW_STORE)} \
 		mlflow models serve -m models:/unspin@champion --env-manager local -h 127.0.0.1 -p 5001 $(ARGS)
 
 # Redis Streams worker: unspin:articles -> unspin:verdicts (+ unspin:review, unspin:dead); needs Redis
@@ -101,7 +104,7 @@ bench: setup
 	$(PY) bench/bench_spark.py
 
 mlflow-ui: $(STAMP)
-	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}
+	$(PY) -m mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri $${MLFLOW_TRACKING_URI:-$(MLFLOW_STORE)}
 
 clean:
 	rm -rf mlruns mlartifacts artifacts .pytest_cache

@@ -24,15 +24,15 @@ from data import cli
 
 
 def features(det, texts: list[str], precision: str) -> tuple[np.ndarray, float]:
-    """The context features of every article's sentences (thorough mode reads them all), and seconds per article."""
-    det.context.precision = precision
-    det.context.lm  # noqa: B018 - loaded before the clock starts
+    """The language model's prices of every article's words (thorough mode reads them all), and seconds per article."""
+    det.reader.precision = precision
+    det.reader.lm  # noqa: B018 - loaded before the clock starts
     analyses = det.analyse(texts)
     det.stage_one(analyses)  # past the word budget, stage one picks the sentences read
     t0 = time.perf_counter()
     det.read(analyses)
     seconds = (time.perf_counter() - t0) / len(texts)
-    return np.concatenate([s.context for a in analyses for s in a.sentences if s.context is not None]), seconds
+    return np.concatenate([s.prices for a in analyses for s in a.sentences if s.prices is not None]), seconds
 
 
 def main() -> int:
@@ -45,13 +45,13 @@ def main() -> int:
     from inference import Detector, settings
 
     det = Detector.load(settings.load().model)
-    if det.context is None:
-        print("the model has no context stage")
+    if det.reader is None:
+        print("the model does not read: it has no language model")
         return 1
     texts = bench_articles(args.articles)
-    shipped = det.context.precision
+    shipped = det.reader.precision
     print(f"language model, {len(texts)} BBC-sized test articles (every sentence read, at most "
-          f"{det.meta['context']['max_words']} words), {os.cpu_count()} CPU cores; the model ships {shipped}")
+          f"{det.reading_.max_words} words), {os.cpu_count()} CPU cores; the model ships {shipped}")
     print(f"{'precision':10s} {'ms/article':>10s} {'|d ratio|':>10s} {'|d surprisal|':>13s} {'corr ratio':>10s}")
     reference, _ = features(det, texts, "float32")
     for precision in PRECISIONS:

@@ -27,6 +27,9 @@ DEFAULT = CONFIGS / "inference.yaml"
 SERVICE_DEFAULT = CONFIGS / "service.yaml"
 SPARK_DEFAULT = CONFIGS / "spark.yaml"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# MLflow's store when MLFLOW_TRACKING_URI is not set, for training and scoring alike (the Makefile's mlflow CLI
+# targets say it again: they run no Python of ours)
+MLFLOW_STORE = "sqlite:///mlflow.db"
 
 
 # Fields and types only: every value is in the YAML files (data.configfile), so it is written once.
@@ -320,7 +323,7 @@ def process_defaults(cfg: InferenceConfig) -> None:
     cli.offline()
     os.environ.setdefault("UNSPIN_THREADS", str(cfg.threads))
     if not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///mlflow.db"
+        os.environ["MLFLOW_TRACKING_URI"] = MLFLOW_STORE
 
 
 # ---- command line -------------------------------------------------------------------------------

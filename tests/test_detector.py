@@ -6,14 +6,14 @@ from inference.model.suggest import Suggester
 from tests.conftest import ROOT
 
 
-def test_suggester_reverses_swaps_and_ranks_by_context():
+def test_suggester_reverses_swaps_and_ranks_by_neighbouring_words():
     s = Suggester(reverse={"best": ["finest", "top"], "stated": ["said", "declared"], "12 months": ["year"],
                            "counterfeit consciousness": ["artificial intelligence"], "shut": ["close", "closed"]},
                   unigram={"top": 50, "finest": 60, "said": 500, "declared": 20, "year": 300, "close": 40},
-                  bigram={"top diplomat": 30, "close ties": 12, "a year": 90})
+                  bigram={"top diplomat": 30, "close ties": 12, "a year": 90}, neighbour_weight=1.0)
     text = "Washington's best diplomat stated that a 12 months of shut ties bred counterfeit consciousness."
     span = lambda phrase: (text.index(phrase), text.index(phrase) + len(phrase))
-    assert s.suggest(text, *span("best diplomat stated")) == "top diplomat said"  # context beats frequency
+    assert s.suggest(text, *span("best diplomat stated")) == "top diplomat said"  # neighbours beat frequency
     assert s.suggest(text, *span("12 months")) == "year"
     assert s.suggest(text, *span("shut")) == "close"
     assert s.suggest(text, *span("counterfeit consciousness")) == "artificial intelligence"
@@ -21,7 +21,7 @@ def test_suggester_reverses_swaps_and_ranks_by_context():
 
 
 def test_suggester_handles_crude_inflection_and_round_trips(tmp_path):
-    s = Suggester({"stock": ["share"]}, {"share": 5}, {})
+    s = Suggester({"stock": ["share"]}, {"share": 5}, {}, neighbour_weight=1.0)
     assert s.suggest("He stocks the border.", 3, 9) == "shares"
     back = Suggester.load(s.save(tmp_path / "s.json.gz"))
     assert back.reverse == s.reverse and back.suggest("He stocks it.", 3, 9) == "shares"
@@ -34,7 +34,7 @@ def test_tables_from_fixture_corpus(corpus):
     tables = {"lexicon": load_tortured(corpus / "lexicons/tortured_phrases.tsv", set(), False),
               "moby": {"big": ["enormous", "large"], "flurb": ["grand"]}}
     originals = ["Big data helps. We like big data. Big data is here.", "Data mining finds patterns."]
-    s = build_suggester(tables, ["moby", "lexicon"], originals, min_bigram=1, context_weight=1.0)
+    s = build_suggester(tables, ["moby", "lexicon"], originals, min_bigram=1, neighbour_weight=1.0)
     assert "artificial intelligence" in s.candidates("counterfeit consciousness")
     assert s.candidates("enormous") == ["big"] and s.candidates("grand") == []  # "flurb" is no word of the originals
     assert s.unigram["data"] == 4 and s.bigram["big data"] == 3
@@ -76,7 +76,7 @@ def test_shipped_model_scores_at_its_calibrated_precision_and_saves_full_weights
 
     from inference import Detector
 
-    assert detector.meta["tagger"]["quantize"] and detector.tagger.quantized  # smoke config: int8
+    assert detector.tagger_settings["quantize"] and detector.tagger.quantized  # smoke config: int8
     monkeypatch.setattr(detector, "mode", "fast")  # the tagger's score (thorough mode's may not use it)
     full = Detector.load(detector.save(tmp_path / "det"), quantize=False, mode="fast")
     assert not full.tagger.quantized and isinstance(full.tagger.model.classifier, torch.nn.Linear)
@@ -91,7 +91,7 @@ def test_a_text_scores_the_same_alone_and_in_any_batch(detector, monkeypatch):
     text = ("Washington's best diplomat stated the overseas ministers met a 12 months in the past. "
             "The talks, which ran late into the night, ended with no agreement on trade.")
     others = ["Shares fell.", "A " + "very long sentence about the markets and the weather " * 12 + "ended."]
-    assert detector.tagger.quantized and detector.context is not None and detector.mode == "thorough"
+    assert detector.tagger.quantized and detector.reader is not None and detector.mode == "thorough"
     read = detector.stats["read_words"]
     alone = detector.score(text)
     words = sum(len(s.words) for s in detector.analyse([text])[0].sentences)
@@ -112,12 +112,12 @@ def test_hashed_ngrams_are_stable_across_processes_and_batches(tmp_path):
     from inference.model.ngrams import HashedTfidf
 
     texts = ["The minister said talks would resume.", "Shares fell 3% on Monday.", "The minister said so."]
-    f = HashedTfidf(bits=16, min_df=1).fit(texts)
+    f = HashedTfidf((1, 2), (2, 5), hash_bits=16, min_df=1).fit(texts)
     together = f.transform(texts).toarray()
     alone = np.vstack([f.transform([t]).toarray() for t in texts])
     assert np.allclose(together, alone)  # no n-gram straddles two texts
     assert np.allclose(np.linalg.norm(together[:, :1 << 15], axis=1), 1)  # word block L2-normalised
-    assert HashedTfidf(bits=16, min_df=2).fit(texts).transform(texts[1:2]).nnz < f.transform(texts[1:2]).nnz
+    assert HashedTfidf((1, 2), (2, 5), hash_bits=16, min_df=2).fit(texts).transform(texts[1:2]).nnz < f.transform(texts[1:2]).nnz
     (tmp_path / "f.pkl").write_bytes(pickle.dumps(f))
     code = (f"import pickle,sys; f=pickle.load(open({str(tmp_path / 'f.pkl')!r},'rb'));"
             f"sys.stdout.write(repr(f.transform({texts!r}).sum(axis=0).nonzero()[1].tolist()))")
@@ -134,26 +134,30 @@ def test_a_score_is_its_length_bands_curve_of_its_mode_raw_score(detector, tmp_p
                     for i in range(20))
     det = Detector.load(detector.save(tmp_path / "a"))
     analyses = det.analyse([short, long])
-    assert [det.band(a) for a in analyses] == ["sentence", "article"]
+    assert [det.length_band(a) for a in analyses] == ["sentence", "article"]
     for mode in ("thorough", "fast"):
-        det.mode = mode
-        m = det.modes[mode]
-        raw = m.raw(det.features(analyses, m.reads)[0])
-        records = det.score([short, long])
+        with det.using(mode=mode):
+            m = det.modes_[mode]
+            raw = m.raw(det.features(analyses, m.reads)[0])
+            records = det.score([short, long])
         assert [r["score"] for r in records] == pytest.approx(
             [float(m.bands["sentence"](raw[0])), float(m.bands["article"](raw[1]))], abs=1e-6)
         assert {r["mode"] for r in records} == {mode} and (records[0]["read"] is None) == (mode == "fast")
-    with pytest.raises(ValueError, match="mode: expected one of thorough, fast"):
-        det.mode = "slow"
-    assert Detector.load(det.save(tmp_path / "b"), mode="fast").score([short, long]) == det.score([short, long])
+    with pytest.raises(ValueError, match="mode: expected one of thorough, fast"), det.using(mode="slow"):
+        pass
+    with det.using(mode="fast"):
+        assert Detector.load(det.save(tmp_path / "b"), mode="fast").score([short, long]) == det.score([short, long])
 
 
 def test_a_clean_label_shows_no_spans_unless_all_are_asked_for(detector, tmp_path):
+    from dataclasses import replace
+
     from inference import Detector
 
     text = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
+    highlights_every_word = {**detector.modes_, "fast": replace(detector.modes_["fast"], span_threshold=0.0)}
     det = Detector.load(detector.save(tmp_path / "a"), mode="fast", spans="all")
-    det.modes["fast"].span_threshold = 0.0  # every word is highlighted
+    det.set_modes(highlights_every_word, "fast", det.length_band_words_, det.binding_)
     det.threshold = 1.0  # every text is labelled clean
     everything = det.score(text)
     assert everything["label"] == "clean" and everything["spans"]

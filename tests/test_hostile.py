@@ -145,7 +145,7 @@ def test_tagger_steps_around_the_encoder_take_every_family(smoke_run, texts):
         for sent in a.sentences:
             sent.probs = np.ones(len(sent.words), dtype=np.float32)
             tagger.mark_lexicon_hits(text, sent)
-        [score] = tagger.calibrate([a])
+        [score] = tagger.text_scores([a])
         record = json.loads(json_line(tagger.record(name, a, score)))
         assert record["error"] is None and record["sentences"], name
         assert all(text[s["start"]:s["end"]] == s["text"] for s in record["spans"]), name

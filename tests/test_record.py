@@ -13,7 +13,8 @@ from inference import settings
 from inference.io.inputs import Record
 from inference.io.outputs import json_line
 from inference.model import record
-from inference.model.detector import Analysis, Detector, Sentence
+from inference.model.detector import LENGTH_BANDS, Analysis, Detector, Sentence
+from inference.model.fitted import BandMap, Mode, StageOne
 from inference.model.record import FIELDS, ModelInfo, ScoreRecord, SentenceScore, Span, error_record
 from inference.run_detector import score_batch
 from inference.scorer_process import InProcess
@@ -27,10 +28,10 @@ def fields(model) -> list[str]:
 
 @pytest.fixture
 def det() -> Detector:
-    curve = {"at": 0.0, "slope": 1.0}
-    return Detector({"name": "unspin", "version": "7", "threshold": 0.6, "modes": {"fast": {
-        "zero_shot_weight": 0.0, "tagger_weight": 1.0, "span_threshold": 0.5,
-        "bands": {b: curve for b in ("sentence", "paragraph", "article")}}}})
+    fast = Mode(zero_shot_weight=0.0, tagger_weight=1.0, bands={b: BandMap(0.0, 1.0) for b in LENGTH_BANDS},
+                span_threshold=0.5)
+    return Detector("tagger", facts={"name": "unspin", "version": "7"}, threshold=0.6,
+                    stage_one=StageOne(0.5, None, None), length_band_words=[50, 200], modes={"fast": fast})
 
 
 def scored_record(det: Detector) -> dict:

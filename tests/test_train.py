@@ -28,7 +28,7 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
     # hyperparameters as params, side by side in the MLflow UI
     params = run.data.params
     assert params["tagger.lr"] == "0.0002" and params["tagger.max_train_rows"] == "600"
-    assert params["context.tagger_weight"] == "0.0" and "baseline.hash_bits" not in params
+    assert params["reading.tagger_weight"] == "0.0" and "baseline.hash_bits" not in params
     assert params["random_swaps.share"] == "0.3"
     assert client.get_run(smoke_run["models"]["baseline"]["run_id"]).data.params["baseline.hash_bits"] == "18"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
@@ -57,7 +57,7 @@ model = mlflow.pyfunc.load_model("models:/unspin@champion")
 text = "The foreign minister said on Monday that talks had made good progress."
 out = model.predict(pd.DataFrame({"id": ["a", "b"], "text": [text, "   "]}))
 print(json.dumps({"records": out, "text": text, "code": sys.modules["inference.model.detector"].__file__,
-                  "language_model": str(model.unwrap_python_model().detector.context.lm.gguf)}))
+                  "language_model": str(model.unwrap_python_model().detector.reader.lm.gguf)}))
 """
 
 
@@ -125,7 +125,7 @@ def test_worse_model_does_not_take_champion(smoke_run, tmp_path_factory):
     from train.run import train
 
     cfg = smoke_config(tmp_path_factory, "experiment=unspin-smoke-2", "baseline.enabled=false",
-                       "lofo.enabled=false", "context.enabled=false", "tagger.lr=0.0", "tagger.max_steps=2")
+                       "lofo.enabled=false", "reading.enabled=false", "tagger.lr=0.0", "tagger.max_steps=2")
     worse = train(cfg)["models"]["tagger"]
     best = smoke_run["models"]["tagger"]
     assert (worse["val"]["val_article_roc_auc"], worse["val"]["val_article_pr_auc"]) < \
@@ -156,7 +156,7 @@ def test_a_fold_experiment_trains_and_logs_only_the_folds_it_names(mlflow_store,
 def test_a_config_is_its_base_plus_its_changes(tmp_path):
     base = train_config.load(ROOT / "configs/train.yaml")
     smoke = train_config.load(ROOT / "configs/smoke.yaml")
-    assert smoke.baseline.word_ngrams == base.baseline.word_ngrams and smoke.context.max_words == base.context.max_words
+    assert smoke.baseline.word_ngrams == base.baseline.word_ngrams and smoke.reading.max_words == base.reading.max_words
     lofo = train_config.load(ROOT / "configs/lofo.yaml")
     assert lofo.lofo.enabled and not lofo.tagger.main and not base.lofo.enabled  # `make train` trains no fold
     assert (smoke.baseline.hash_bits, base.baseline.hash_bits) == (18, 22)  # a nested change keeps its siblings
@@ -185,12 +185,12 @@ def test_bad_train_config_key_is_named(tmp_path):
     ("random_swaps.rate=[0.3, 0.05]", "random_swaps.rate"),
     ("random_swaps.rate=[0.3]", "random_swaps.rate"),
     ("random_swaps.share=1.5", "random_swaps.share"),
-    ("calibration.band_words=[200, 50]", "calibration.band_words"),
+    ("calibration.length_band_words=[200, 50]", "calibration.length_band_words"),
     ("calibration.max_clean_fp_rate=-0.01", "calibration.max_clean_fp_rate"),
-    ("context.default_mode=slow", "context.default_mode"),
+    ("reading.default_mode=slow", "reading.default_mode"),
     ("calibration.span_precision=2", "calibration.span_precision"),
     ("lofo.families=[moby, thesaurus]", "lofo.families"),
-    ("context.precision=fp16", "context.precision"),
+    ("reading.precision=fp16", "reading.precision"),
 ])
 def test_a_value_the_pipeline_cannot_use_is_named(override, key):
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: (expected|unknown family)"):
@@ -213,7 +213,7 @@ def test_champion_validated_on_other_data_is_rescored_before_comparing(smoke_run
 
     def rescore(uri):
         rescored.append(uri)
-        return fit_calibration(Detector.load(uri), rows, cfg.calibration, cfg.seed, cfg.context)
+        return fit_calibration(Detector.load(uri), rows, cfg.calibration, cfg.seed, cfg.reading)
 
     versions = {}
     for data in ("data-a", "data-a", "data-b"):
@@ -231,10 +231,10 @@ def test_champion_validated_on_other_data_is_rescored_before_comparing(smoke_run
     assert str(champion) == versions["data-a"][0]
 
 
-def test_each_band_is_anchored_where_its_worst_domain_is_flagged_at_the_set_rate():
+def test_each_length_band_is_anchored_where_its_worst_domain_is_flagged_at_the_set_rate():
     import numpy as np
 
-    from inference.model.detector import BandMap
+    from inference.model.fitted import BandMap
     from train.calibrate import decision_point, fit_slope
 
     rng = np.random.default_rng(0)

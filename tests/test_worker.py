@@ -577,7 +577,7 @@ def test_idle_consumers_with_nothing_pending_are_forgotten(r, redis_port):
 
 def test_verdicts_of_texts_that_cannot_be_scored_are_the_defined_error_record(r, redis_port):
     # texts that never reach a model (undecodable bytes are known before scoring): a Detector without one will do
-    n, det = names("odd"), Detector({"name": "unspin", "version": "7"})
+    n, det = names("odd"), Detector("tagger", facts={"name": "unspin", "version": "7"})
     w = make_worker(redis_port, "odd", det)
     for fields, _, _ in ODD[:4]:
         r.xadd(n["articles_stream"], fields)

@@ -31,10 +31,10 @@ class RandomSwaps:
         self.pools = {k: sorted(v) for k, v in pools.items()}
 
     def replacement(self, word: str, rng: random.Random) -> str | None:
-        """A random word of the same ending class whose count is within `band` times the word's."""
+        """A random word of the same ending class whose count is within `frequency_ratio` times the word's."""
         n, pool = self.counts[word], self.pools[suffix_class(word)]
-        lo = bisect.bisect_left(pool, (n / self.cfg.band, ""))
-        hi = bisect.bisect_right(pool, (n * self.cfg.band, "\uffff"))
+        lo = bisect.bisect_left(pool, (n / self.cfg.frequency_ratio, ""))
+        hi = bisect.bisect_right(pool, (n * self.cfg.frequency_ratio, "\uffff"))
         if hi - lo < 2:
             return None
         for _ in range(8):

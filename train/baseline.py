@@ -14,4 +14,4 @@ def fit_baseline(cfg: BaselineSection, texts: list[str], labels: list[int], seed
     model = Pipeline([("features", features),
                       ("clf", LogisticRegression(C=cfg.C, max_iter=2000, random_state=seed))])
     model.fit(texts, labels)
-    return Detector({"kind": "baseline"}, baseline=model)
+    return Detector("baseline", baseline=model)

@@ -1,26 +1,30 @@
 """Fit the detector's calibrators and shipped threshold on the validation split."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from data.text import words
 from inference.model.detector import (
-    BANDS,
+    LENGTH_BANDS,
     Analysis,
-    BandMap,
     Detector,
-    LogisticCalibrator,
-    Mode,
+    length_band,
     sentence_features,
     text_features,
 )
-from train.config import CalibrationSection, ContextSection
+from inference.model.fitted import BandMap, LogisticCalibrator, Mode, Reading, StageOne
+from train.config import CalibrationSection, ReadingSection
 from train.metrics import slice_metrics, word_figures, word_scores
+
+WORD_THRESHOLDS = np.round(np.arange(0.2, 0.81, 0.05), 2)  # stage one's word threshold: the best F1 among these
+SPAN_THRESHOLDS = np.round(np.arange(0.5, 0.996, 0.01), 3)  # each mode's span threshold: the lowest that holds
 
 
 def fit_logistic(X, y, seed: int = 0) -> LogisticCalibrator:
-    """Logistic regression on standardised `X` (calibrators and the context fusion)."""
+    """Logistic regression on standardised `X` (the stage-one calibrators and the reading's fusion)."""
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
     mean, scale = X.mean(0), X.std(0)
     scale[scale == 0] = 1.0
@@ -39,9 +43,9 @@ def sentence_labels(row: dict, a: Analysis) -> list[int]:
 def best_word_threshold(rows, analyses) -> float:
     probs = np.concatenate([word_scores(r, a) for r, a in zip(rows, analyses)])
     gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
-    best = (0.0, 0.5)
-    for t in np.arange(0.2, 0.81, 0.05):
-        best = max(best, (word_figures(probs > t, gold)["word_f1"], round(float(t), 2)))
+    best = (0.0, 0.5)  # when no threshold flags a spun word: a probability of one half
+    for t in WORD_THRESHOLDS:
+        best = max(best, (word_figures(probs > t, gold)["word_f1"], float(t)))
     return best[1]
 
 
@@ -67,16 +71,16 @@ def per_level(rows: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
     return out
 
 
-def fit_calibrators(det: Detector, rows: list[dict], analyses: list[Analysis],
-                    seed: int) -> tuple[LogisticCalibrator, LogisticCalibrator]:
+def fit_stage_one(det: Detector, rows: list[dict], analyses: list[Analysis], word_threshold: float | None,
+                  seed: int) -> StageOne:
     """Stage one: sentence calibrator on the sentences' word probabilities, then text calibrator on the sentence
-    probabilities."""
-    X = [sentence_features(s, det.word_threshold) for a in analyses for s in a.sentences]
+    probabilities (which the detector computes with the sentence calibrator alone)."""
+    X = [sentence_features(s, word_threshold) for a in analyses for s in a.sentences]
     y = [lab for r, a in zip(rows, analyses) for lab in sentence_labels(r, a)]
-    det.sentence_calibrator, det.text_calibrator = fit_logistic(X, y, seed), None
-    det.stage_one(analyses)
-    text = fit_logistic([text_features(a, det.word_threshold) for a in analyses], [r["label"] for r in rows], seed)
-    return det.sentence_calibrator, text
+    sentence = fit_logistic(X, y, seed)
+    det.set_stage_one(StageOne(word_threshold, sentence, None)).stage_one(analyses)
+    text = fit_logistic([text_features(a, word_threshold) for a in analyses], [r["label"] for r in rows], seed)
+    return StageOne(word_threshold, sentence, text)
 
 
 def word_labels_of(row: dict, a: Analysis) -> list[np.ndarray]:
@@ -85,21 +89,22 @@ def word_labels_of(row: dict, a: Analysis) -> list[np.ndarray]:
     return [np.array([gold.get(w[0], 0) for w in s.words]) for s in a.sentences]
 
 
-def fit_fusion(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: ContextSection, seed: int) -> dict:
-    """The language-model stage's settings, and its word-level fusion (tagger logit, log-ratio, surprisal, known)
-    fitted on a sample of short validation texts: the per-word probability thorough mode highlights with."""
+def fit_reading(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: ReadingSection,
+                seed: int) -> tuple[Reading, dict]:
+    """The language model's reading: its settings, and its word-level fusion (tagger logit, log-ratio, surprisal,
+    known) fitted on a sample of short validation texts: the per-word probability thorough mode highlights with."""
     from inference.model.signals import FEATURES, fusion_features
 
-    det.meta["context"] = {"max_alternatives": cfg.max_alternatives, "max_words": cfg.max_words,
-                           "precision": cfg.precision}
+    det.set_reading(Reading(cfg.max_alternatives, cfg.max_words, cfg.precision))  # reads, without a fusion yet
     rng = np.random.default_rng(seed)
     short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]
     sample = sorted(rng.choice(short, min(len(short), cfg.fit_texts), replace=False).tolist())
-    det.context.price([(analyses[i], analyses[i].sentences) for i in sample])
-    X = np.vstack([fusion_features(s.probs, s.context) for i in sample for s in analyses[i].sentences])
+    det.reader.price([(analyses[i], analyses[i].sentences) for i in sample])
+    X = np.vstack([fusion_features(s.probs, s.prices) for i in sample for s in analyses[i].sentences])
     y = np.concatenate([lab for i in sample for lab in word_labels_of(rows[i], analyses[i])])
-    det.fusion = fit_logistic(X, y, seed)
-    return {"context_fit_words": len(y), **{f"context_fusion_{k}": c for k, c in zip(FEATURES, det.fusion.coef)}}
+    fusion = fit_logistic(X, y, seed)
+    figures = {"reading_fit_words": len(y), **{f"reading_fusion_{k}": c for k, c in zip(FEATURES, fusion.coef)}}
+    return Reading(cfg.max_alternatives, cfg.max_words, cfg.precision, fusion), figures
 
 
 def decision_point(raw: np.ndarray, slices: dict[str, np.ndarray], rate: float, min_texts: int) -> tuple[float, str]:
@@ -118,7 +123,7 @@ def decision_point(raw: np.ndarray, slices: dict[str, np.ndarray], rate: float, 
 
 
 def fit_slope(raw: np.ndarray, labels: np.ndarray, at: float, seed: int) -> float:
-    """The band curve's slope: logistic regression of the label on raw - at, with no intercept (the anchor
+    """The length band curve's slope: logistic regression of the label on raw - at, with no intercept (the anchor
     holds) and balanced classes (a stated prior of one half)."""
     if len(set(labels.tolist())) < 2:
         return 1.0
@@ -127,24 +132,27 @@ def fit_slope(raw: np.ndarray, labels: np.ndarray, at: float, seed: int) -> floa
     return max(float(clf.coef_[0][0]), 1e-3)  # a curve that falls with the raw score would invert the ranking
 
 
-def span_threshold(det: Detector, rows: list[dict], analyses: list[Analysis], clean: list[Analysis],
+def span_threshold(det: Detector, mode: Mode, rows: list[dict], analyses: list[Analysis], clean: list[Analysis],
                    cfg: CalibrationSection) -> tuple[float, dict]:
-    """The current mode's highlight threshold: the lowest word probability (on a grid) at which the validation
+    """`mode`'s highlight threshold: the lowest word probability (of SPAN_THRESHOLDS) at which the validation
     spun words flagged are right `span_precision` of the time, raised until the `clean` texts carry at most
     `max_clean_spans` spans on average."""
-    probs = np.concatenate([word_scores(r, a, det.word_probs) for r, a in zip(rows, analyses)])
+    probs = np.concatenate([word_scores(r, a, lambda s: det.word_probs(s, mode)) for r, a in zip(rows, analyses)])
     gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
-    grid = np.round(np.arange(0.5, 0.996, 0.01), 3)
+    grid = SPAN_THRESHOLDS
     figures = {t: word_figures(probs > t, gold) for t in grid}
     ok = [t for t in grid if figures[t]["word_precision"] >= cfg.span_precision and figures[t]["word_recall"] > 0]
     chosen = float(ok[0] if ok else grid[-1])
+
+    def clean_spans(threshold: float) -> float:
+        return float(np.mean([len(det.spans(a, replace(mode, span_threshold=threshold))) for a in clean]))
+
     for t in grid[grid >= chosen]:
-        det.modes[det.mode].span_threshold = float(t)
         chosen = float(t)
-        if not clean or np.mean([len(det.spans(a)) for a in clean]) <= cfg.max_clean_spans:
+        if not clean or clean_spans(chosen) <= cfg.max_clean_spans:
             break
     m = figures[min(grid, key=lambda t: abs(t - chosen))]
-    spans = float(np.mean([len(det.spans(a)) for a in clean])) if clean else float("nan")
+    spans = clean_spans(chosen) if clean else float("nan")
     return chosen, {"span_threshold": chosen, "val_word_precision": m["word_precision"],
                     "val_word_recall": m["word_recall"], "val_clean_spans_per_text": spans}
 
@@ -168,7 +176,7 @@ def per_source(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
 
 def threshold_rows(rows: list[dict], taken: set, cfg: CalibrationSection, seed: int) -> list[dict]:
     """Clean texts (and paraphrases) of every (source, level) beyond the calibration sample, at most
-    `threshold_texts` each: what each band's decision point is held to."""
+    `threshold_texts` each: what each length band's decision point is held to."""
     held = [r for r in rows if r["id"] not in taken and (is_clean(r) or r["source"] in cfg.paraphrase_sources)]
     return per_source(held, cfg.threshold_texts, seed)
 
@@ -184,24 +192,24 @@ def read_all(det: Detector, analyses: list[Analysis], desc: str, chunk: int = 32
 
 
 def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sample: int, cfg: CalibrationSection,
-              context: ContextSection | None, seed: int) -> dict:
-    """Each mode's band curves and highlight threshold on `rows` (the calibration sample and the clean texts
-    beyond it): per band, 0.5 sits where the band's clean texts of the worst domain (source) are flagged at
-    `max_clean_fp_rate` (paraphrases at `max_paraphrase_fp_rate`, for the kinds in `paraphrase_bound`). The
-    highlight threshold is chosen on the sample's (the first `n_sample` rows') short spun and clean texts."""
+              reading: ReadingSection | None, seed: int) -> tuple[dict[str, Mode], dict, dict]:
+    """Each mode's length band curves and highlight threshold on `rows` (the calibration sample and the clean
+    texts beyond it): per length band, 0.5 sits where the band's clean texts of the worst domain (source) are
+    flagged at `max_clean_fp_rate` (paraphrases at `max_paraphrase_fp_rate`, for the kinds in
+    `paraphrase_bound`). The highlight threshold is chosen on the sample's (the first `n_sample` rows') short
+    spun and clean texts. Returns (modes, binding: which slice set each band's 0.5, figures)."""
     weights = {"fast": (0.0, 1.0)}
-    if context is not None and det.context is not None:
-        weights["thorough"] = (1.0, context.tagger_weight)
-    det.band_words = tuple(cfg.band_words)
-    band = np.array([det.band(a) for a in analyses])
+    if reading is not None and det.reader is not None:
+        weights["thorough"] = (1.0, reading.tagger_weight)
+    bands_of = np.array([length_band(a, cfg.length_band_words) for a in analyses])
     source = np.array([r["source"] for r in rows])
     labels = np.array([r["label"] for r in rows])
     clean = np.array([is_clean(r) for r in rows])
     paraphrase = np.array([r["source"] in cfg.paraphrase_sources and r["kind"] == "paraphrase" for r in rows])
-    held = paraphrase & (det.meta["kind"] in cfg.paraphrase_bound)
+    held = paraphrase & (det.kind in cfg.paraphrase_bound)
     short = [i for i, r in enumerate(rows[:n_sample]) if r["level"] != "article" and analyses[i].sentences]
-    out = {}
-    det.modes = {}
+    clean_texts = [analyses[i] for i in np.flatnonzero(clean)]
+    modes, binding, out = {}, {}, {}
     for name, (zw, tw) in weights.items():
         if zw:
             det.stage_one(analyses)  # past the word budget, stage one picks the sentences read
@@ -209,38 +217,36 @@ def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sampl
         X, _ = det.features(analyses, reads=zw != 0)
         raw = zw * X[:, 0] + tw * X[:, 1]
         bands = {}
-        for b in BANDS:
-            mine = band == b
+        for b in LENGTH_BANDS:
+            mine = bands_of == b
             slices = {f"clean.{d}": mine & clean & (source == d) for d in sorted(set(source[mine & clean]))}
-            at, binding = decision_point(raw, slices, cfg.max_clean_fp_rate, cfg.min_slice_texts)
+            at, binding.setdefault(name, {})[b] = decision_point(raw, slices, cfg.max_clean_fp_rate,
+                                                                 cfg.min_slice_texts)  # and the slice that set it
             if (mine & held).any():
                 at = max(at, decision_point(raw, {"paraphrase": mine & held}, cfg.max_paraphrase_fp_rate, 1)[0])
             bands[b] = BandMap(at, fit_slope(raw[mine], labels[mine], at, seed) if mine.any() else 1.0)
             out[f"{name}.band.{b}.at"], out[f"{name}.band.{b}.slope"] = bands[b].at, bands[b].slope
-            det.meta.setdefault("binding", {}).setdefault(name, {})[b] = binding  # which slice set the 0.5
-        det.modes[name] = Mode(zw, tw, bands, 0.5)
-        det.mode = name
-        det.calibrate(analyses)  # sentence scores of this mode, before spans are counted
-        clean_texts = [analyses[i] for i in np.flatnonzero(clean)]
-        _, figures = span_threshold(det, [rows[i] for i in short], [analyses[i] for i in short], clean_texts, cfg)
+        mode = Mode(zw, tw, bands, span_threshold=SPAN_THRESHOLDS[0])  # its own is chosen next
+        chosen, figures = span_threshold(det, mode, [rows[i] for i in short], [analyses[i] for i in short],
+                                         clean_texts, cfg)
+        modes[name] = replace(mode, span_threshold=chosen)
         out.update({f"{name}.{k}": v for k, v in figures.items()})
-    det.mode = context.default_mode if context is not None and context.default_mode in det.modes else "fast"
-    det.meta["mode"], det.threshold = det.mode, 0.5
-    return out
+    return modes, binding, out
 
 
-def clean_fpr(scores: np.ndarray, rows: list[dict], bands: list[str], threshold: float, prefix: str) -> dict:
-    """Share of clean texts flagged per (domain, band), with their counts, and the median clean score per band."""
+def clean_fpr(scores: np.ndarray, rows: list[dict], length_bands: list[str], threshold: float, prefix: str) -> dict:
+    """Share of clean texts flagged per (domain, length band), with their counts, and the median clean score per
+    length band."""
     out = {}
     clean = np.array([is_clean(r) for r in rows])
-    source, band = np.array([r["source"] for r in rows]), np.array(bands)
+    source, band = np.array([r["source"] for r in rows]), np.array(length_bands)
     for d in sorted(set(source[clean])):
-        for b in BANDS:
+        for b in LENGTH_BANDS:
             mask = clean & (source == d) & (band == b)
             if mask.any():
                 out[f"{prefix}_clean_fpr.{d}.{b}"] = float((scores[mask] >= threshold).mean())
                 out[f"{prefix}_clean_n.{d}.{b}"] = int(mask.sum())
-    for b in BANDS:
+    for b in LENGTH_BANDS:
         mask = clean & (band == b)
         if mask.any():
             out[f"{prefix}_clean_median.{b}"] = float(np.median(scores[mask]))
@@ -248,28 +254,35 @@ def clean_fpr(scores: np.ndarray, rows: list[dict], bands: list[str], threshold:
 
 
 def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, seed: int,
-                    context: ContextSection | None = None) -> dict:
-    """Calibrate `det` in place on validation `rows` (with the language-model stage when `context` is
-    given and enabled); returns validation metrics."""
+                    reading: ReadingSection | None = None) -> dict:
+    """Calibrate `det` on validation `rows` (with the language model's reading when `reading` is given and
+    enabled): its stage one, reading and modes; returns validation metrics."""
     sample = per_level(rows, cfg.max_validation_texts, seed)
     bound = threshold_rows(rows, {r["id"] for r in sample}, cfg, seed)
     analyses = det.analyse([r["text"] for r in sample + bound])
     first = analyses[: len(sample)]
     short = [(r, a) for r, a in zip(sample, first) if r["level"] != "article"]
-    if det.tagger is not None:
-        det.word_threshold = cfg.word_threshold or best_word_threshold(*zip(*short))
-    det.sentence_calibrator, det.text_calibrator = fit_calibrators(det, sample, first, seed)
+    # a scorer without word probabilities (the baseline) has no word threshold
+    word_threshold = (cfg.word_threshold or best_word_threshold(*zip(*short))) if det.tagger is not None else None
+    det.set_stage_one(fit_stage_one(det, sample, first, word_threshold, seed))
     extra = {}
-    use_context = context is not None and context.enabled and det.tagger is not None and det.suggester is not None
-    if use_context:
-        extra = fit_fusion(det, sample, first, context, seed)
-    extra.update(fit_modes(det, sample + bound, analyses, len(sample), cfg, context if use_context else None, seed))
-    scores = np.array(det.calibrate(analyses))
+    reads = reading is not None and reading.enabled and det.tagger is not None and det.suggester is not None
+    if reads:
+        fitted, extra = fit_reading(det, sample, first, reading, seed)
+        det.set_reading(fitted)
+    modes, binding, figures = fit_modes(det, sample + bound, analyses, len(sample), cfg, reading if reads else None,
+                                        seed)
+    extra.update(figures)
+    default = reading.default_mode if reading is not None else "fast"
+    det.set_modes(modes, default if default in modes else "fast", cfg.length_band_words, binding)
+    scores = np.array(det.text_scores(analyses))
     everything = sample + bound
-    extra.update(clean_fpr(scores, everything, [det.band(a) for a in analyses], det.threshold, "val"))
+    extra.update(clean_fpr(scores, everything, [det.length_band(a) for a in analyses], det.threshold, "val"))
     level = np.array([r["level"] for r in sample])
     labels = np.array([r["label"] for r in sample])
-    out = {**extra, "threshold": det.threshold, "word_threshold": det.word_threshold}
+    out = {**extra, "threshold": det.threshold}
+    if word_threshold is not None:
+        out["word_threshold"] = word_threshold
     for lv in LEVELS:
         if (level == lv).any():
             m = slice_metrics(labels[level == lv], scores[: len(sample)][level == lv], det.threshold)

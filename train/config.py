@@ -54,7 +54,7 @@ class RandomSwapsSection:
     rate: list[float]  # [low, high]: share of a row's clean, lower-case known words swapped, drawn per row
     min_count: int  # words seen fewer times in the training originals are neither swapped nor swapped in
     skip_common: int  # nor the commonest words (function words)
-    band: float  # a replacement is at most this many times more, or less, frequent than the word
+    frequency_ratio: float  # a replacement is at most this many times more, or less, frequent than the word
 
 
 @dataclass
@@ -73,23 +73,23 @@ class LofoSection:
 @dataclass
 class CalibrationSection:
     word_threshold: float | None  # stage one's word flags (a feature); None = chosen for the best spun-word F1
-    max_clean_fp_rate: float  # each band's decision point flags at most this share of every domain's clean texts
-    min_slice_texts: int  # a (domain, band) slice with fewer clean validation texts does not set the decision point
+    max_clean_fp_rate: float  # each length band's decision point flags at most this share of every domain's clean texts
+    min_slice_texts: int  # a (domain, length band) slice with fewer clean validation texts does not set the decision point
     span_precision: float  # highlight threshold: the lowest whose validation spun-word precision reaches this
     max_clean_spans: float  # ... raised until clean validation texts carry at most this many spans on average
-    band_words: list[int]  # prose words from which a text is in the paragraph band, in the article band
+    length_band_words: list[int]  # prose words from which a text is in the paragraph length band, the article one
     max_paraphrase_fp_rate: float  # ... and at most this share of validation paraphrases from these sources
     paraphrase_sources: list[str]
     # Model kinds held to that second bound. The baseline cannot tell a paraphrase from spinning: held
     # to it, its threshold rises until it flags almost no article (test article F1 0.09).
     paraphrase_bound: list[str]
     max_validation_texts: int | None  # per level (sentence, paragraph, article)
-    threshold_texts: int | None  # per domain: clean validation texts (and paraphrases) the bands are held to
+    threshold_texts: int | None  # per domain: clean validation texts (and paraphrases) the length bands are held to
 
 
 @dataclass
-class ContextSection:
-    """The language-model signal (inference/model/signals.py): thorough mode reads every prose sentence."""
+class ReadingSection:
+    """The language model's reading (inference/model/signals.py): thorough mode reads every prose sentence."""
 
     enabled: bool
     default_mode: str  # the mode a model scores in unless the caller sets one: thorough or fast
@@ -112,7 +112,7 @@ class LexiconSignalSection:
 class SuggestionsSection:
     enabled: bool
     min_bigram: int  # word pairs seen fewer times in the originals are not shipped
-    context_weight: float  # weight of the neighbour-pair counts against the candidate's frequency
+    neighbour_weight: float  # weight of the neighbour-pair counts against the candidate's frequency
 
 
 @dataclass
@@ -144,7 +144,7 @@ class TrainConfig:
     lofo: LofoSection
     calibration: CalibrationSection
     lexicon_signal: LexiconSignalSection
-    context: ContextSection
+    reading: ReadingSection
     suggestions: SuggestionsSection
     registry: RegistrySection
     targets: TargetsSection
@@ -169,7 +169,7 @@ def problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     from inference.model.detector import MODES
 
     found = []
-    pairs = {"random_swaps.rate": (cfg.random_swaps.rate, 1.0), "calibration.band_words": (cfg.calibration.band_words,
+    pairs = {"random_swaps.rate": (cfg.random_swaps.rate, 1.0), "calibration.length_band_words": (cfg.calibration.length_band_words,
              float("inf"))}
     for key, (pair, top) in pairs.items():
         if len(pair) != 2 or pair[1] is None:
@@ -180,10 +180,10 @@ def problems(cfg: TrainConfig) -> list[tuple[str, str]]:
               "calibration.max_clean_fp_rate": cfg.calibration.max_clean_fp_rate,
               "calibration.max_paraphrase_fp_rate": cfg.calibration.max_paraphrase_fp_rate}
     found += [(key, f"expected a share in [0, 1], got {v!r}") for key, v in shares.items() if not 0 <= v <= 1]
-    if cfg.context.default_mode not in MODES:
-        found.append(("context.default_mode", f"expected one of {', '.join(MODES)}, got {cfg.context.default_mode!r}"))
-    if cfg.context.precision not in PRECISIONS:
-        found.append(("context.precision", f"expected one of {', '.join(PRECISIONS)}, got {cfg.context.precision!r}"))
+    if cfg.reading.default_mode not in MODES:
+        found.append(("reading.default_mode", f"expected one of {', '.join(MODES)}, got {cfg.reading.default_mode!r}"))
+    if cfg.reading.precision not in PRECISIONS:
+        found.append(("reading.precision", f"expected one of {', '.join(PRECISIONS)}, got {cfg.reading.precision!r}"))
     unknown = [f for f in cfg.lofo.families if f not in FAMILIES]
     if unknown:
         found.append(("lofo.families", f"unknown family {unknown[0]!r} (known: {', '.join(FAMILIES)})"))

@@ -6,8 +6,11 @@ import numpy as np
 from inference.model.detector import Detector
 from train.metrics import slice_metrics, word_figures, word_scores
 
+SPUN_SHARE_BUCKETS = ("<20%", "20-40%", ">=40%")
 
-def band(share: float) -> str:
+
+def spun_share_bucket(share: float) -> str:
+    """Which of SPUN_SHARE_BUCKETS a spun sentence's share of swapped words falls in."""
     return "<20%" if share < 0.2 else "20-40%" if share < 0.4 else ">=40%"
 
 
@@ -17,7 +20,7 @@ def word_metrics(det: Detector, rows: list[dict], analyses) -> dict:
         return {}
     probs = np.concatenate([word_scores(r, a, det.word_probs) for r, a in zip(rows, analyses)])
     gold = np.concatenate([np.asarray(r["word_labels"], dtype=bool) for r in rows])
-    return word_figures(probs > det.modes[det.mode].span_threshold, gold)
+    return word_figures(probs > det.modes_[det.mode].span_threshold, gold)
 
 
 def span_original(row: dict, start: int, end: int) -> str | None:
@@ -48,7 +51,7 @@ def suggestion_accuracy(rows: list[dict], records: list[dict]) -> tuple[float, i
 def evaluate(det: Detector, rows: list[dict], prefix: str = "test") -> dict:
     """Score `rows` with `det`; returns {"metrics", "table", "scores", "rows"}."""
     analyses = det.analyse([r["text"] for r in rows])
-    scores = np.array(det.calibrate(analyses))
+    scores = np.array(det.text_scores(analyses))
     t = det.threshold
     y = np.array([r["label"] for r in rows])
     level = np.array([r["level"] for r in rows])
@@ -67,8 +70,9 @@ def evaluate(det: Detector, rows: list[dict], prefix: str = "test") -> dict:
 
     add("sentence: all", sent)
     add("sentence: spun >=20% words", sent & (y == 1) & (share >= 0.2), clean_sent)
-    for b in ("<20%", "20-40%", ">=40%"):
-        add(f"sentence: spun {b} words", sent & (y == 1) & np.array([band(x) == b for x in share]), clean_sent)
+    for b in SPUN_SHARE_BUCKETS:
+        add(f"sentence: spun {b} words", sent & (y == 1) & np.array([spun_share_bucket(x) == b for x in share]),
+            clean_sent)
     for name in sorted(set(spinner[sent & (y == 1)])):
         add(f"sentence: spinner={name}", sent & (y == 1) & (spinner == name), clean_sent)
     for lv in ("paragraph", "article"):
@@ -157,25 +161,21 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
     unique = {r["id"]: r for sample in samples.values() for r in sample}
     ids = list(unique)
     analyses = det.analyse([unique[i]["text"] for i in ids])
-    default = det.mode
-    variants = {"full": default, **({"tagger_only": "fast"} if default != "fast" else {})}
+    variants = {"full": det.mode, **({"tagger_only": "fast"} if det.mode != "fast" else {})}
     out: dict[str, dict] = {}
-    try:
-        for variant, mode in variants.items():
-            det.mode = mode
-            scores = det.calibrate(analyses)
+    for variant, mode in variants.items():
+        with det.using(mode=mode):
+            scores = det.text_scores(analyses)
             by_id = {i: (a, v, det.record(i, a, v)) for i, a, v in zip(ids, analyses, scores)}
             out[variant] = per_family(samples, families, lambda sample, by_id=by_id: family_figures(
                 det, sample, *zip(*[by_id[r["id"]] for r in sample])))
-        if "thorough" in det.modes:
-            X = dict(zip(ids, det.features(analyses, reads=True)[0]))
-            raws = {"zero_shot": lambda x: x[0], **{f"tagger_weight_{w:g}": (lambda x, w=w: x[0] + w * x[1])
-                                                    for w in tagger_weights}}
-            for variant, raw in raws.items():
-                out[variant] = per_family(samples, families, lambda sample, raw=raw: {
-                    "roc_auc": roc([r["label"] for r in sample], [raw(X[r["id"]]) for r in sample])})
-    finally:
-        det.mode = default
+    if "thorough" in det.modes_:
+        X = dict(zip(ids, det.features(analyses, reads=True)[0]))
+        raws = {"zero_shot": lambda x: x[0], **{f"tagger_weight_{w:g}": (lambda x, w=w: x[0] + w * x[1])
+                                                for w in tagger_weights}}
+        for variant, raw in raws.items():
+            out[variant] = per_family(samples, families, lambda sample, raw=raw: {
+                "roc_auc": roc([r["label"] for r in sample], [raw(X[r["id"]]) for r in sample])})
     return out
 
 

@@ -75,7 +75,7 @@ def log_detector(det: Detector, name: str) -> tuple[str, object]:
 
     client = MlflowClient()
     version = next_version(client, name)
-    det.meta.update(name=name, version=version)
+    det.describe(name=name, version=version)
     example = pd.DataFrame({"id": ["example-1"], "text": [SAMPLE]})
     out = det.score(example["text"].tolist(), ids=example["id"].tolist())
     inputs = Schema([ColSpec("string", "id", required=False), ColSpec("string", "text")])
@@ -89,7 +89,7 @@ def log_detector(det: Detector, name: str) -> tuple[str, object]:
             pip_requirements=requirements(third), registered_model_name=name)
     registered = str(info.registered_model_version)
     if registered != version:  # someone registered concurrently: record the real number
-        det.meta["version"] = registered
+        det.describe(version=registered)
     return registered, info
 
 

@@ -22,6 +22,8 @@ from data import build as data_build
 from data import cli
 from data.configfile import ConfigError
 from data.corpora import MissingCorpus
+from inference.model.detector import LENGTH_BANDS
+from inference.settings import MLFLOW_STORE
 from train import config as train_config
 from train.config import TargetsSection, TrainConfig
 
@@ -54,22 +56,27 @@ def model_card(name: str, kind: str, det, val: dict, test: dict, table_text: str
         paraphrase_rule=f" and at most {cfg.calibration.max_paraphrase_fp_rate:.0%} of validation paraphrases"
                         if bound else "",
         dataset_hash=dataset_hash(card), rows=", ".join(f"{s} {v['rows']}" for s, v in card["counts"].items()),
-        families=", ".join(det.meta.get("families", [])), validation=bullets(val), test=bullets(test),
+        families=", ".join(det.facts.get("families", [])), validation=bullets(val), test=bullets(test),
         table=table_text)
 
 
-def tables_for(det, cfg: TrainConfig, tables: dict, families: list[str], originals: list[str]) -> None:
-    """Give a tagger the suggestions (and the language model's alternatives) and known phrases of the families it
-    may know. `tables`: {"swaps": the families' swap tables, "alternatives": their resources' thesauri}."""
+def tables_for(cfg: TrainConfig, tables: dict, families: list[str], originals: list[str]) -> dict:
+    """A tagger's suggester (which also gives the language model its alternatives) and known phrases, from the
+    families it may know, as Detector arguments. `tables`: {"swaps": the families' swap tables, "alternatives":
+    their resources' thesauri}."""
+    from inference.model.detector import KnownPhrases
     from train.suggestions import LEXICON, build_suggester, known_phrases
 
+    out = {}
     if cfg.suggestions.enabled:
         s = cfg.suggestions
-        det.suggester = build_suggester(tables["swaps"], families, originals, s.min_bigram, s.context_weight,
-                                        tables["alternatives"])
+        out["suggester"] = build_suggester(tables["swaps"], families, originals, s.min_bigram, s.neighbour_weight,
+                                           tables["alternatives"])
     if cfg.lexicon_signal.enabled and LEXICON in families:
         ls = cfg.lexicon_signal
-        det.use_lexicon(known_phrases(tables["swaps"], originals, ls.min_words, ls.max_clean_hits), ls.score)
+        out["lexicon"] = KnownPhrases(known_phrases(tables["swaps"], originals, ls.min_words, ls.max_clean_hits),
+                                      ls.score)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +126,7 @@ class Selection:
 
 
 SECTIONS = {"baseline": ["baseline", "calibration"],
-            "tagger": ["tagger", "random_swaps", "calibration", "context", "suggestions", "lexicon_signal"]}
+            "tagger": ["tagger", "random_swaps", "calibration", "reading", "suggestions", "lexicon_signal"]}
 
 
 def hyperparameters(cfg: TrainConfig, job: Job) -> dict[str, str]:
@@ -144,6 +151,7 @@ def fit_baseline_job(job: Job, cfg: TrainConfig, chosen: Selection, tables: dict
 def fit_tagger_job(job: Job, cfg: TrainConfig, chosen: Selection, tables: dict):
     import mlflow
 
+    from inference.model.detector import Detector
     from train.augment import add_random_swaps
     from train.tagger import fit_tagger
 
@@ -153,10 +161,9 @@ def fit_tagger_job(job: Job, cfg: TrainConfig, chosen: Selection, tables: dict):
         rows = rng.sample(rows, job.max_train_rows)
     rows = add_random_swaps(rows, chosen.originals, cfg.random_swaps, rng)
     short_val = [r for r in chosen.validation if r["level"] != "article"]
-    det = fit_tagger(cfg.tagger, rows, rng.sample(short_val, min(len(short_val), cfg.tagger.eval_rows)),
-                     cfg.seed, log=lambda k, v, s: mlflow.log_metric(k, v, step=s), max_steps=job.max_steps)
-    tables_for(det, cfg, tables, chosen.families, chosen.originals)
-    return det, rows
+    tagger = fit_tagger(cfg.tagger, rows, rng.sample(short_val, min(len(short_val), cfg.tagger.eval_rows)),
+                        cfg.seed, log=lambda k, v, s: mlflow.log_metric(k, v, step=s), max_steps=job.max_steps)
+    return Detector("tagger", tagger=tagger, **tables_for(cfg, tables, chosen.families, chosen.originals)), rows
 
 
 FIT = {"baseline": fit_baseline_job, "tagger": fit_tagger_job}  # kind -> (detector, the rows it trained on)
@@ -173,10 +180,9 @@ def fit_one(job: Job, cfg: TrainConfig, splits: dict, card: dict, tables: dict) 
     t0 = time.time()
     det, train_rows = FIT[job.kind](job, cfg, chosen, tables)
     fit_seconds = time.time() - t0
-    det.meta["train_rows"] = len(train_rows)
-    det.meta["families"] = chosen.families
-    # The language-model stage is fitted for taggers only: fit_calibration skips it for a detector without one.
-    val = fit_calibration(det, chosen.validation, cfg.calibration, cfg.seed, cfg.context)
+    det.describe(train_rows=len(train_rows), families=chosen.families)
+    # The language model's reading is fitted for taggers only: fit_calibration skips it for a detector without one.
+    val = fit_calibration(det, chosen.validation, cfg.calibration, cfg.seed, cfg.reading)
     mlflow.log_params({"kind": job.kind, "excluded_family": job.exclude or "none", "train_rows": len(train_rows),
                        "dataset_hash": dataset_hash(card), **hyperparameters(cfg, job)})
     out = {"kind": job.kind, "exclude": job.exclude, "val": val, "version": None, "promoted": False, "message": "",
@@ -217,10 +223,11 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     test_chars = sum(len(r["text"]) for r in test_rows)
     clean = per_source([r for r in test if is_clean(r)], cfg.max_test_texts, cfg.seed)
     analyses = det.analyse([r["text"] for r in clean])
-    if det.modes[det.mode].reads:
+    if det.modes_[det.mode].reads:
         det.stage_one(analyses)
         read_all(det, analyses, "language model: clean test texts")
-    fpr = clean_fpr(np.array(det.calibrate(analyses)), clean, [det.band(a) for a in analyses], det.threshold, "test")
+    fpr = clean_fpr(np.array(det.text_scores(analyses)), clean, [det.length_band(a) for a in analyses], det.threshold,
+                    "test")
     spans = [len(det.spans(a)) for a, r in zip(analyses, clean) if r["level"] == "article"]
     fpr["test_clean_article_spans_per_text"] = float(np.mean(spans)) if spans else float("nan")
     result["metrics"].update(fpr)
@@ -263,7 +270,7 @@ def register_model(job: Job, det, val: dict, test: dict, table_text: str, val_ro
     version, _ = log_detector(det, job.register)
 
     def rescore(uri):
-        return fit_calibration(Detector.load(uri), val_rows, cfg.calibration, cfg.seed, cfg.context)
+        return fit_calibration(Detector.load(uri), val_rows, cfg.calibration, cfg.seed, cfg.reading)
 
     promoted, message = promote_if_better(job.register, version, cfg.registry.alias, cfg.registry.metric,
                                           cfg.registry.tie_breaker, rescore)
@@ -279,7 +286,7 @@ def train(cfg: TrainConfig, config_path: str | None = None) -> dict:
     t0 = time.time()
     cli.offline()
     if not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri("sqlite:///mlflow.db")
+        mlflow.set_tracking_uri(MLFLOW_STORE)
     dd, card, data_cfg = ensure_dataset(cfg)
     splits = {s: dd[s].to_list() for s in dd}
     tables = {"swaps": data_build.load_tables(data_cfg.output_dir),
@@ -331,18 +338,18 @@ def lofo_table(title: str, rows: dict[str, dict]) -> str:
 def fpr_table(metrics: dict) -> str:
     """Clean texts flagged per domain (rows) and length band (columns), with their counts."""
     domains = sorted({k.split(".")[1] for k in metrics if k.startswith("test_clean_fpr.")})
-    bands = ("sentence", "paragraph", "article")
-    lines = ["Clean texts flagged on the test split (share, texts):", f"{'domain':16s}" + "".join(f"{b:>18s}" for b in bands)]
+    lines = ["Clean texts flagged on the test split (share, texts):",
+             f"{'domain':16s}" + "".join(f"{b:>18s}" for b in LENGTH_BANDS)]
     for d in domains:
         cells = [f"{metrics[f'test_clean_fpr.{d}.{b}']:.3f} of {metrics[f'test_clean_n.{d}.{b}']:4d}"
-                 if f"test_clean_fpr.{d}.{b}" in metrics else "-" for b in bands]
+                 if f"test_clean_fpr.{d}.{b}" in metrics else "-" for b in LENGTH_BANDS]
         lines.append(f"{d:16s}" + "".join(f"{c:>18s}" for c in cells))
     return "\n".join(lines)
 
 
 def weight_choice(variants: dict[str, dict[str, dict]]) -> str:
     """The thorough-mode fusions on every fold: paragraph ROC-AUC per held-out family, the worst of them, and
-    the weight whose worst family is best (what configs/train.yaml's context.tagger_weight should say)."""
+    the weight whose worst family is best (what configs/train.yaml's reading.tagger_weight should say)."""
     names = [v for v in variants if v == "zero_shot" or v.startswith("tagger_weight_")]
     if not names:
         return ""

@@ -25,7 +25,7 @@ def counts(originals: list[str]) -> tuple[Counter, Counter]:
 
 
 def build_suggester(tables: dict[str, dict[str, list[str]]], families: list[str], originals: list[str],
-                    min_bigram: int, context_weight: float,
+                    min_bigram: int, neighbour_weight: float,
                     alternatives: dict[str, dict[str, list[str]]] | None = None) -> Suggester:
     """Reverse the swap tables of `families` (spun form -> originals it could have come from), add the general
     `alternatives` of those families' resources (a word -> its thesaurus synonyms: what it may have replaced),
@@ -49,7 +49,7 @@ def build_suggester(tables: dict[str, dict[str, list[str]]], families: list[str]
         for word, alts in (alternatives or {}).get(family, {}).items():
             for alt in alts:
                 add(word, alt, family)
-    return Suggester(reverse, dict(unigram), {k: v for k, v in bigram.items() if v >= min_bigram}, context_weight)
+    return Suggester(reverse, dict(unigram), {k: v for k, v in bigram.items() if v >= min_bigram}, neighbour_weight)
 
 
 def known_phrases(tables: dict[str, dict[str, list[str]]], originals: list[str], min_words: int,

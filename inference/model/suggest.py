@@ -21,20 +21,22 @@ MAX_PHRASE = 4
 
 class Suggester:
     def __init__(self, reverse: dict[str, list[str]], unigram: dict[str, int], bigram: dict[str, int],
-                 context_weight: float = 1.0):
+                 neighbour_weight: float):
+        """neighbour_weight: of the neighbour-pair counts against the candidate's frequency (configs:
+        `suggestions.neighbour_weight`)."""
         self.reverse, self.unigram, self.bigram = reverse, unigram, bigram
-        self.context_weight = context_weight
+        self.neighbour_weight = neighbour_weight
 
     @classmethod
     def load(cls, path: str | Path) -> Suggester:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             d = json.load(f)
-        return cls(d["reverse"], d["unigram"], d["bigram"], d.get("context_weight", 1.0))
+        return cls(d["reverse"], d["unigram"], d["bigram"], d["neighbour_weight"])
 
     def save(self, path: str | Path) -> Path:
         with gzip.open(path, "wt", encoding="utf-8") as f:
             json.dump({"reverse": self.reverse, "unigram": self.unigram, "bigram": self.bigram,
-                       "context_weight": self.context_weight}, f)
+                       "neighbour_weight": self.neighbour_weight}, f)
         return Path(path)
 
     def candidates(self, phrase: str) -> list[str]:
@@ -51,9 +53,9 @@ class Suggester:
         toks = cand.lower().split()
         score = math.log1p(self.unigram.get(toks[0], 0))
         if left:
-            score += self.context_weight * math.log1p(self.bigram.get(f"{left.lower()} {toks[0]}", 0))
+            score += self.neighbour_weight * math.log1p(self.bigram.get(f"{left.lower()} {toks[0]}", 0))
         if right:
-            score += self.context_weight * math.log1p(self.bigram.get(f"{toks[-1]} {right.lower()}", 0))
+            score += self.neighbour_weight * math.log1p(self.bigram.get(f"{toks[-1]} {right.lower()}", 0))
         return score
 
     def suggest(self, text: str, start: int, end: int, preferred: dict[int, str] | None = None) -> str | None:

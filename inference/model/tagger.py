@@ -35,11 +35,18 @@ class Tagger:
     """quantize: score with dynamic int8 weights in the linear layers (twice as fast on CPU; accuracy
     figures in README). The full-precision weights are kept: they are what `save` writes."""
 
-    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 16, batch_size: int = 64,
-                 quantize: bool = False):
+    def __init__(self, model, tokenizer, max_length: int, stride: int, batch_size: int, quantize: bool):
+        """max_length, stride: the encoder's window and its overlap, in tokens; batch_size: windows per forward
+        call (configs: `tagger.*`)."""
         self.weights, self.tokenizer = model.eval(), tokenizer
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
         self.quantize(quantize)
+
+    @property
+    def settings(self) -> dict:
+        """What `load` needs besides the weights (the detector saves it in unspin.json)."""
+        return {"max_length": self.max_length, "stride": self.stride, "batch_size": self.batch_size,
+                "quantize": self.quantized}
 
     def quantize(self, on: bool = True) -> Tagger:
         import torch
@@ -50,12 +57,14 @@ class Tagger:
         return self
 
     @classmethod
-    def load(cls, path: str | Path, **kw) -> Tagger:
+    def load(cls, path: str | Path, settings: dict, quantize: bool | None = None) -> Tagger:
+        """settings: as `settings` gave them; quantize: the precision to score at (None: the saved one)."""
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
         torch.set_num_threads(int(os.environ.get("UNSPIN_THREADS", torch.get_num_threads())))
         model = AutoModelForTokenClassification.from_pretrained(str(path))
+        kw = settings if quantize is None else {**settings, "quantize": quantize}
         return cls(model, AutoTokenizer.from_pretrained(str(path)), **kw)
 
     def save(self, path: str | Path) -> None:
