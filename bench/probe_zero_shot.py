@@ -56,7 +56,7 @@ def read(texts, signal):
             for i, (ws, we) in enumerate(s.words):
                 best = (s.preferred or {}).get(i)
                 word = a.text[ws:we]
-                rows.append([*s.context[i], zipf_frequency(word, "en"),
+                rows.append([*s.prices[i], zipf_frequency(word, "en"),
                              zipf_frequency(best, "en") if best else np.nan])
                 sent_of.append(k)
         out.append((np.array(rows).reshape(-1, 5), np.array(sent_of)))
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     from datasets import load_from_disk
 
     from data.build import load_alternatives, load_tables
-    from inference.model.signals import ContextSignal
+    from inference.model.signals import Reader
     from train.config import load_config
     from train.suggestions import build_suggester
 
@@ -110,8 +110,8 @@ def main(argv=None) -> int:
         spun = paragraphs(val, f, args.texts, args.seed)
         s = cfg.suggestions
         sugg = build_suggester(tables["swaps"], [x for x in tables["swaps"] if x != f], train_originals,
-                               s.min_bigram, s.context_weight, tables["alternatives"])
-        signal = ContextSignal(sugg.candidates, cfg.context.max_alternatives, cfg.context.precision)
+                               s.min_bigram, s.neighbour_weight, tables["alternatives"])
+        signal = Reader(sugg.candidates, cfg.reading.max_alternatives, cfg.reading.precision)
         got = [scores(*x) for x in read([r["text"] for r in clean + spun], signal)]
         y = np.r_[np.zeros(len(clean)), np.ones(len(spun))]
         names = sorted({n for g in got for n in g})
