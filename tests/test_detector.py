@@ -57,8 +57,8 @@ def detector(smoke_run):
 def test_known_tortured_phrase_is_flagged_with_its_original(detector, monkeypatch):
     text = "Researchers said counterfeit consciousness could help doctors read medical images faster."
     monkeypatch.setattr(detector, "show_spans", "all")  # the smoke model's label is not what this checks
-    monkeypatch.setattr(detector, "mode", "fast")  # the tagger's word probabilities, with the lexicon's hits
-    rec = detector.score(text)
+    with detector.using(mode="fast"):  # the tagger's word probabilities, with the lexicon's hits
+        rec = detector.score(text)
     span = next(s for s in rec["spans"] if "counterfeit consciousness" in s["text"])
     assert span["score"] >= 0.99 and "artificial intelligence" in span["suggestion"]
 
@@ -71,17 +71,18 @@ def test_detector_round_trips_through_a_directory(detector, tmp_path):
     assert again.score(text) == detector.score(text)
 
 
-def test_shipped_model_scores_at_its_calibrated_precision_and_saves_full_weights(detector, tmp_path, monkeypatch):
+def test_shipped_model_scores_at_its_calibrated_precision_and_saves_full_weights(detector, tmp_path):
     import torch
 
     from inference import Detector
 
     assert detector.tagger_settings["quantize"] and detector.tagger.quantized  # smoke config: int8
-    monkeypatch.setattr(detector, "mode", "fast")  # the tagger's score (thorough mode's may not use it)
     full = Detector.load(detector.save(tmp_path / "det"), quantize=False, mode="fast")
     assert not full.tagger.quantized and isinstance(full.tagger.model.classifier, torch.nn.Linear)
     text = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
-    a, b = detector.score(text)["score"], full.score(text)["score"]
+    with detector.using(mode="fast"):  # the tagger's score (thorough mode's may not use it)
+        a = detector.score(text)["score"]
+    b = full.score(text)["score"]
     assert a != b and abs(a - b) < 0.1  # same weights, two precisions
 
 
