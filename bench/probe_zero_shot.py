@@ -96,7 +96,7 @@ def main(argv=None) -> int:
 
     from data.build import load_alternatives, load_tables
     from inference.model.signals import Reader
-    from train.config import load_config
+    from train.config import load as load_config
     from train.suggestions import build_suggester
 
     cfg = load_config("configs/train.yaml")
