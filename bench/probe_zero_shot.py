@@ -19,17 +19,10 @@ import random
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-CLIP = 12.0
 
-
-def paragraphs(rows, family, n, seed):
-    picked = [r for r in rows if r["level"] == "paragraph" and r["spinner"] == family and r["label"] == 1]
-    random.Random(seed).shuffle(picked)
-    return picked[:n]
-
-
-def clean_paragraphs(rows, n, seed):
-    picked = [r for r in rows if r["level"] == "paragraph" and r["label"] == 0 and r["kind"] == "original"]
+def paragraphs(rows, n, seed, keep):
+    """A fixed sample of `n` paragraph rows that `keep` accepts."""
+    picked = [r for r in rows if r["level"] == "paragraph" and keep(r)]
     random.Random(seed).shuffle(picked)
     return picked[:n]
 
@@ -64,6 +57,8 @@ def read(texts, signal):
 
 
 def scores(words: np.ndarray, sent_of: np.ndarray) -> dict[str, float]:
+    from inference.model.signals import CLIP
+
     ratio, surprisal, known, zw, za = words.T
     if not len(words) or not known.any():
         return {}
@@ -100,14 +95,15 @@ def main(argv=None) -> int:
     from train.suggestions import build_suggester
 
     cfg = load_config("configs/train.yaml")
-    val = list(load_from_disk(args.dataset)["validation"])
-    train_originals = sorted({r["original"] for r in load_from_disk(args.dataset)["train"] if r["spinner"] != "human"})
+    dataset = load_from_disk(args.dataset)
+    val = list(dataset["validation"])
+    train_originals = sorted({r["original"] for r in dataset["train"] if r["spinner"] != "human"})
     tables = {"swaps": load_tables(args.dataset), "alternatives": load_alternatives(args.dataset)}
     families = list(cfg.lofo.families)
-    clean = clean_paragraphs(val, args.clean, args.seed)
+    clean = paragraphs(val, args.clean, args.seed, lambda r: r["label"] == 0 and r["kind"] == "original")
     table: dict[str, dict[str, float]] = {}
     for f in families:
-        spun = paragraphs(val, f, args.texts, args.seed)
+        spun = paragraphs(val, args.texts, args.seed, lambda r, f=f: r["spinner"] == f and r["label"] == 1)
         s = cfg.suggestions
         sugg = build_suggester(tables["swaps"], [x for x in tables["swaps"] if x != f], train_originals,
                                s.min_bigram, s.neighbour_weight, tables["alternatives"])
