@@ -103,6 +103,22 @@ def test_a_text_scores_the_same_alone_and_in_any_batch(detector, monkeypatch):
     assert np.array_equal(probs, detector.tagger.word_probs([text])[0])
 
 
+def test_zero_shot_score_counts_the_words_a_swap_upsets_after_it():
+    """"counterfeit consciousness": the first word's best alternative is likelier (log-ratio 2), and the word after
+    it is surprising (5 nats against a median of 2); the weight says how much the second counts."""
+    from inference.model.detector import Sentence, zero_shot
+
+    s = Sentence(0, 40, words=[(0, 1)] * 4)
+    # per word: [log-ratio of the best alternative, surprisal, has alternatives]
+    s.prices = np.array([[0.0, 2.0, 1.0], [2.0, 2.0, 1.0], [0.0, 5.0, 0.0], [-1.0, 1.0, 1.0]])
+    assert zero_shot([s], 0.0) == pytest.approx((0 + 2 + 0) / 3)  # the left context alone; negatives count 0
+    assert zero_shot([s], 0.5) == pytest.approx((0 + (2 + 0.5 * 3) + 0) / 3)  # the 2nd word upsets the 3rd
+    last = Sentence(0, 10, words=[(0, 1)])
+    last.prices = np.array([[1.0, 9.0, 1.0]])  # a sentence's last word has no next word
+    assert zero_shot([last], 0.5) == pytest.approx(1.0)
+    assert zero_shot([Sentence(0, 1)], 0.5) == 0.0  # nothing read
+
+
 def test_hashed_ngrams_are_stable_across_processes_and_batches(tmp_path):
     import pickle
     import subprocess

@@ -95,7 +95,7 @@ def fit_reading(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
     known) fitted on a sample of short validation texts: the per-word probability thorough mode highlights with."""
     from inference.model.signals import FEATURES, fusion_features
 
-    det.set_reading(Reading(cfg.max_alternatives, cfg.max_words, cfg.precision))  # reads, without a fusion yet
+    det.set_reading(Reading(cfg.max_alternatives, cfg.max_words, cfg.precision, cfg.next_word_weight))  # reads, without a fusion yet
     rng = np.random.default_rng(seed)
     short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]
     sample = sorted(rng.choice(short, min(len(short), cfg.fit_texts), replace=False).tolist())
@@ -104,7 +104,7 @@ def fit_reading(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
     y = np.concatenate([lab for i in sample for lab in word_labels_of(rows[i], analyses[i])])
     fusion = fit_logistic(X, y, seed)
     figures = {"reading_fit_words": len(y), **{f"reading_fusion_{k}": c for k, c in zip(FEATURES, fusion.coef)}}
-    return Reading(cfg.max_alternatives, cfg.max_words, cfg.precision, fusion), figures
+    return Reading(cfg.max_alternatives, cfg.max_words, cfg.precision, cfg.next_word_weight, fusion), figures
 
 
 def decision_point(raw: np.ndarray, slices: dict[str, np.ndarray], rate: float, min_texts: int) -> tuple[float, str]:

@@ -98,6 +98,7 @@ class ReadingSection:
     fit_texts: int  # short validation texts the word-level fusion is fitted on
     max_alternatives: int  # alternatives priced per word
     precision: str  # the language model's weights: bfloat16, int8 or float32 (data/lm.py)
+    next_word_weight: float  # zero-shot score: weight of the next word's excess surprisal (a swap upsets it too)
 
 
 @dataclass

@@ -9,8 +9,8 @@ Scoring a batch (`Detector.score`):
   3. `read` (mode `thorough`, taggers with a language model): SmolLM2 reads every prose sentence and prices, per
      word, how much likelier the best alternative from general thesauri would have been in its place
      (`inference/model/signals.py`);
-  4. `features`, `text_scores`: the mode's raw score (thorough: the mean positive log-ratio over the words that
-     have alternatives, the zero-shot score, plus `tagger_weight` times stage one's logit; fast: stage one's
+  4. `features`, `text_scores`: the mode's raw score (thorough: the zero-shot score, `zero_shot`: the mean
+     positive log-ratio, and the next word's excess surprisal, over the words that have alternatives, plus `tagger_weight` times stage one's logit; fast: stage one's
      logit alone) through the text's length band's curve, a logistic curve anchored at 0.5 where the band's
      clean texts of the worst domain are flagged at the configured rate;
   5. `record`: label (score >= threshold, 0.5 unless a caller overrides it), sentence scores and spans.
@@ -120,15 +120,22 @@ def text_features(a: Analysis, word_threshold: float | None) -> list[float]:
             math.log1p(len(s))]
 
 
-def zero_shot(sents: list[Sentence]) -> float:
-    """Mean positive log-ratio (how much likelier the best alternative would have been, clipped to [0, CLIP])
-    over the read words that have alternatives; 0 when none were read."""
+def zero_shot(sents: list[Sentence], next_word_weight: float) -> float:
+    """Over the read words that have alternatives, the mean of: how much likelier the best alternative would have
+    been (log-ratio) plus `next_word_weight` times how far the next word's surprisal (same sentence) exceeds the
+    median of the words read, clipped to [0, CLIP]: a swap also makes the words after it unlikely ("counterfeit
+    consciousness"), which the left context alone cannot see. 0 when nothing was read."""
     read = [s.prices for s in sents if s.prices is not None and len(s.prices)]
     if not read:
         return 0.0
     c = np.vstack(read)
     known = c[:, 2] > 0
-    return float(np.clip(c[known, 0], 0.0, CLIP).mean()) if known.any() else 0.0
+    if not known.any():
+        return 0.0
+    # the next word's excess surprisal; none for a sentence's last word
+    nxt = np.concatenate([np.r_[p[1:, 1], np.nan] for p in read]) - np.median(c[:, 1])
+    upset = np.clip(np.nan_to_num(nxt), 0.0, None)
+    return float(np.clip(c[known, 0] + next_word_weight * upset[known], 0.0, CLIP).mean())
 
 
 def length_band(a: Analysis, length_band_words) -> str:
@@ -434,8 +441,9 @@ class Detector:
         first = self.stage_one(analyses)
         if reads and self.reader is not None:
             self.read([a for a in analyses if a.sentences])
-        texts = np.array([[zero_shot(a.sentences), float(logit(p))] for a, p in zip(analyses, first)]).reshape(-1, 2)
-        sents = [np.array([[zero_shot([s]), float(logit(s.first))] for s in a.sentences]).reshape(-1, 2)
+        w = self.reading_.next_word_weight if self.reading_ is not None else 0.0
+        texts = np.array([[zero_shot(a.sentences, w), float(logit(p))] for a, p in zip(analyses, first)]).reshape(-1, 2)
+        sents = [np.array([[zero_shot([s], w), float(logit(s.first))] for s in a.sentences]).reshape(-1, 2)
                  for a in analyses]
         return texts, sents
 

@@ -70,6 +70,7 @@ class Reading:
     max_alternatives: int  # alternatives priced per word
     max_words: int  # prose words read per text; past that, the sentences stage one finds likeliest spun
     precision: str  # the language model's weights (data/lm.py PRECISIONS)
+    next_word_weight: float  # zero-shot score: weight of the next word's excess surprisal (detector.zero_shot)
     fusion: LogisticCalibrator | None = None  # (tagger logit, ratio, surprisal, known) -> P(spun word)
 
     @classmethod
