@@ -107,12 +107,18 @@ def fit_reading(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
     return Reading(cfg.max_alternatives, cfg.max_words, cfg.precision, cfg.next_word_weight, fusion), figures
 
 
-def decision_point(raw: np.ndarray, slices: dict[str, np.ndarray], rate: float, min_texts: int) -> tuple[float, str]:
-    """(the lowest raw score that flags at most `rate` of every slice's texts, the slice that sets it). Slices
-    smaller than `min_texts` count only when no slice is that large (then pooled)."""
+def placing(slices: dict[str, np.ndarray], min_texts: int) -> dict[str, np.ndarray]:
+    """The slices large enough (`min_texts`) to place a bound; all of them pooled when none is."""
     big = {k: m for k, m in slices.items() if m.sum() >= min_texts}
     if not big and slices:
         big = {"pooled": np.logical_or.reduce(list(slices.values()))}
+    return big
+
+
+def decision_point(raw: np.ndarray, slices: dict[str, np.ndarray], rate: float, min_texts: int) -> tuple[float, str]:
+    """(the lowest raw score that flags at most `rate` of every slice's texts, the slice that sets it). Slices
+    smaller than `min_texts` count only when no slice is that large (then pooled)."""
+    big = placing(slices, min_texts)
     best = (-np.inf, "none")
     for key, mask in big.items():
         c = np.sort(raw[mask])[::-1]
@@ -122,14 +128,14 @@ def decision_point(raw: np.ndarray, slices: dict[str, np.ndarray], rate: float, 
     return best if np.isfinite(best[0]) else (0.0, "none")
 
 
-def fit_slope(raw: np.ndarray, labels: np.ndarray, at: float, seed: int) -> float:
-    """The length band curve's slope: logistic regression of the label on raw - at, with no intercept (the anchor
-    holds) and balanced classes (a stated prior of one half)."""
-    if len(set(labels.tolist())) < 2:
-        return 1.0
-    clf = LogisticRegression(fit_intercept=False, class_weight="balanced", C=100.0, max_iter=1000,
-                             random_state=seed).fit((raw - at).reshape(-1, 1), labels)
-    return max(float(clf.coef_[0][0]), 1e-3)  # a curve that falls with the raw score would invert the ranking
+def clean_slope(raw: np.ndarray, slices: dict[str, np.ndarray], at: float, rate: float) -> float:
+    """The length band curve's slope: score = rate / (rate + p) both at the decision point (p = `rate`) and at the
+    median clean text of the band's loudest domain (p = 1/2), log-linear in the raw score in between and beyond.
+    So a typical clean text scores about 2 x `rate`, whatever its length, and the curve needs no spun texts."""
+    medians = [float(np.median(raw[m])) for m in slices.values() if m.any()]
+    if not medians or max(medians) >= at:
+        return 1.0  # no clean texts below the decision point to place the curve by
+    return float(np.log(0.5 / rate) / (at - max(medians)))
 
 
 def span_threshold(det: Detector, mode: Mode, rows: list[dict], analyses: list[Analysis], clean: list[Analysis],
@@ -192,7 +198,7 @@ def read_all(det: Detector, analyses: list[Analysis], desc: str, chunk: int = 32
 
 
 def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sample: int, cfg: CalibrationSection,
-              reading: ReadingSection | None, seed: int) -> tuple[dict[str, Mode], dict, dict]:
+              reading: ReadingSection | None) -> tuple[dict[str, Mode], dict, dict]:
     """Each mode's length band curves and highlight threshold on `rows` (the calibration sample and the clean
     texts beyond it): per length band, 0.5 sits where the band's clean texts of the worst domain (source) are
     flagged at `max_clean_fp_rate` (paraphrases at `max_paraphrase_fp_rate`, for the kinds in
@@ -203,7 +209,6 @@ def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sampl
         weights["thorough"] = (1.0, reading.tagger_weight)
     bands_of = np.array([length_band(a, cfg.length_band_words) for a in analyses])
     source = np.array([r["source"] for r in rows])
-    labels = np.array([r["label"] for r in rows])
     clean = np.array([is_clean(r) for r in rows])
     paraphrase = np.array([r["source"] in cfg.paraphrase_sources and r["kind"] == "paraphrase" for r in rows])
     held = paraphrase & (det.kind in cfg.paraphrase_bound)
@@ -224,7 +229,7 @@ def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sampl
                                                                  cfg.min_slice_texts)  # and the slice that set it
             if (mine & held).any():
                 at = max(at, decision_point(raw, {"paraphrase": mine & held}, cfg.max_paraphrase_fp_rate, 1)[0])
-            bands[b] = BandMap(at, fit_slope(raw[mine], labels[mine], at, seed) if mine.any() else 1.0)
+            bands[b] = BandMap(at, clean_slope(raw, placing(slices, cfg.min_slice_texts), at, cfg.max_clean_fp_rate))
             out[f"{name}.band.{b}.at"], out[f"{name}.band.{b}.slope"] = bands[b].at, bands[b].slope
         mode = Mode(zw, tw, bands, span_threshold=SPAN_THRESHOLDS[0])  # its own is chosen next
         chosen, figures = span_threshold(det, mode, [rows[i] for i in short], [analyses[i] for i in short],
@@ -270,8 +275,7 @@ def fit_calibration(det: Detector, rows: list[dict], cfg: CalibrationSection, se
     if reads:
         fitted, extra = fit_reading(det, sample, first, reading, seed)
         det.set_reading(fitted)
-    modes, binding, figures = fit_modes(det, sample + bound, analyses, len(sample), cfg, reading if reads else None,
-                                        seed)
+    modes, binding, figures = fit_modes(det, sample + bound, analyses, len(sample), cfg, reading if reads else None)
     extra.update(figures)
     default = reading.default_mode if reading is not None else "fast"
     det.set_modes(modes, default if default in modes else "fast", cfg.length_band_words, binding)

@@ -88,7 +88,7 @@ class BandMap:
     """One length band's map from raw score to 0..1: a logistic curve through 0.5 at `at`."""
 
     at: float  # the raw score at which the band's clean texts of the worst domain are flagged at the set rate
-    slope: float  # fitted on the band's validation texts (maximum likelihood, the anchor held fixed)
+    slope: float  # puts the median clean text of that band's loudest domain at 2 x the rate (train/calibrate.py)
 
     def __call__(self, raw) -> np.ndarray:
         return sigmoid(self.slope * (np.asarray(raw, dtype=np.float64) - self.at))

@@ -42,9 +42,11 @@ class Span(BaseModel):
 class ScoreRecord(BaseModel):
     """One record per submitted text. With `error` set, `score` and `label` are null."""
     id: str
-    score: float | None = Field(description="probability that the text is machine-spun, fitted per length band "
-                                            "and anchored so that 0.5 flags at most 1% of the clean validation "
-                                            "texts of every domain in that band")
+    score: float | None = Field(description="how far the text stands out from clean text of its length band: "
+                                            "r / (r + p), p the share of the band's clean validation texts "
+                                            "scoring as high (in the domain where it is largest), r the rate it "
+                                            "was calibrated at (calibration.max_clean_fp_rate); "
+                                            "0.5 is the decision point, a typical clean text scores about 0.01")
     label: Literal["spun", "clean"] | None = Field(description="spun when score >= threshold")
     threshold: float
     model: ModelInfo
