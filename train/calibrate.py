@@ -160,7 +160,7 @@ def span_threshold(det: Detector, mode: Mode, rows: list[dict], analyses: list[A
     m = figures[min(grid, key=lambda t: abs(t - chosen))]
     spans = clean_spans(chosen) if clean else float("nan")
     return chosen, {"span_threshold": chosen, "val_word_precision": m["word_precision"],
-                    "val_word_recall": m["word_recall"], "val_clean_spans_per_text": spans}
+                    "val_word_recall": m["word_recall"], "val_clean_article_spans": spans}
 
 
 def is_clean(r: dict) -> bool:
@@ -213,7 +213,9 @@ def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sampl
     paraphrase = np.array([r["source"] in cfg.paraphrase_sources and r["kind"] == "paraphrase" for r in rows])
     held = paraphrase & (det.kind in cfg.paraphrase_bound)
     short = [i for i, r in enumerate(rows[:n_sample]) if r["level"] != "article" and analyses[i].sentences]
-    clean_texts = [analyses[i] for i in np.flatnonzero(clean)]
+    # highlights are held on clean articles, the texts that carry the most of them (any clean text without articles)
+    articles = clean & (bands_of == "article")
+    clean_texts = [analyses[i] for i in np.flatnonzero(articles if articles.any() else clean)]
     modes, binding, out = {}, {}, {}
     for name, (zw, tw) in weights.items():
         if zw:

@@ -76,7 +76,7 @@ class CalibrationSection:
     max_clean_fp_rate: float  # each length band's decision point flags at most this share of every domain's clean texts
     min_slice_texts: int  # a (domain, length band) slice with fewer clean validation texts does not set the decision point
     span_precision: float  # highlight threshold: the lowest whose validation spun-word precision reaches this
-    max_clean_spans: float  # ... raised until clean validation texts carry at most this many spans on average
+    max_clean_spans: float  # ... raised until clean validation articles carry at most this many spans on average
     length_band_words: list[int]  # prose words from which a text is in the paragraph length band, the article one
     max_paraphrase_fp_rate: float  # ... and at most this share of validation paraphrases from these sources
     paraphrase_sources: list[str]
