@@ -4,9 +4,13 @@ For every family f, SmolLM2 reads validation paragraphs: f's spun ones and a fix
 source and domain), with the alternatives a model trained without f would have (the other families' reversed
 tables and thesauri, train/suggestions.py). Candidate text scores are computed from the same reading, so they
 cost nothing more than today's one:
-- `ratio`: today's score, the mean over words with alternatives of clip(log P(best alternative) - log P(word), 0, 12);
+- `ratio`: the mean over words with alternatives of clip(log P(best alternative) - log P(word), 0, 12): the
+  detector's zero-shot score without the next word (`zero_shot(sents, 0)`, inference/model/detector.py);
 - `surprisal`: the mean surprisal of the words;
-- `next+g`: the ratio with g x the next word's excess surprisal added (a swap also makes the next word unlikely);
+- `next+g`: the shipped zero-shot score with next-word weight g (`zero_shot(sents, g)`: the log-ratio plus g x the
+  next word's excess surprisal, then clipped; a swap also makes the next word unlikely);
+- `pos+next+g`: the same with the log-ratio clipped at 0 before the next word's share is added (the variant
+  behind reading.next_word_weight's figures in docs/experiments.md);
 - `rare+l`: the ratio plus l x how much rarer (Zipf, wordfreq) the word is than its best alternative.
 Prints one paragraph ROC-AUC per family and score, and the worst family per score; logs them to MLflow
 (experiment `unspin-probes`). Usage: python bench/probe_zero_shot.py [--texts 120] [--clean 200]
@@ -28,8 +32,8 @@ def paragraphs(rows, n, seed, keep):
 
 
 def read(texts, signal):
-    """Per text: rows of (ratio, surprisal, known, zipf(word), zipf(best alternative)) per word, in order, and
-    each word's sentence index (the next word is read within its sentence)."""
+    """Per text: rows of (ratio, surprisal, known, zipf(word), zipf(best alternative)) per word, in order, each
+    word's sentence index (the next word is read within its sentence), and the priced sentences."""
     from wordfreq import zipf_frequency
 
     from data.text import sentences, words
@@ -52,11 +56,12 @@ def read(texts, signal):
                 rows.append([*s.prices[i], zipf_frequency(word, "en"),
                              zipf_frequency(best, "en") if best else np.nan])
                 sent_of.append(k)
-        out.append((np.array(rows).reshape(-1, 5), np.array(sent_of)))
+        out.append((np.array(rows).reshape(-1, 5), np.array(sent_of), a.sentences))
     return out
 
 
-def scores(words: np.ndarray, sent_of: np.ndarray) -> dict[str, float]:
+def scores(words: np.ndarray, sent_of: np.ndarray, sents) -> dict[str, float]:
+    from inference.model.detector import zero_shot
     from inference.model.signals import CLIP
 
     ratio, surprisal, known, zw, za = words.T
@@ -69,9 +74,10 @@ def scores(words: np.ndarray, sent_of: np.ndarray) -> dict[str, float]:
     excess = np.r_[surprisal[1:], 0.0] - np.median(surprisal)
     nxt[same] = np.maximum(excess[same], 0.0)
     rare = np.clip(np.nan_to_num(za - zw), 0.0, 3.0)
-    out = {"ratio": r[k].mean(), "surprisal": surprisal.mean()}
+    out = {"ratio": zero_shot(sents, 0.0), "surprisal": surprisal.mean()}
     for g in (0.1, 0.25, 0.5):
-        out[f"next+{g}"] = np.clip(r + g * nxt, 0, CLIP)[k].mean()
+        out[f"next+{g}"] = zero_shot(sents, g)
+        out[f"pos+next+{g}"] = np.clip(r + g * nxt, 0, CLIP)[k].mean()
     for lam in (0.25, 0.5, 1.0):
         out[f"rare+{lam}"] = (r + lam * rare)[k].mean()
     out["rare"] = rare[k].mean()

@@ -30,16 +30,21 @@ CONFIGURED = object()
 
 def run(inputs: list[str], output: str, model=CONFIGURED, threshold=CONFIGURED, resume: bool = False,
         batch_size=CONFIGURED, max_bytes=CONFIGURED, progress: bool = True, quantize=CONFIGURED,
-        report: str | None = None, mode=CONFIGURED, spans=CONFIGURED, follow_symlinks: bool = False) -> dict:
+        report: str | None = None, mode=CONFIGURED, spans=CONFIGURED, follow_symlinks: bool = False,
+        baseline: bool = False, cfg: settings.InferenceConfig | None = None) -> dict:
     """Score `inputs` into `output` (and the HTML `report`); returns the summary figures. `model`, `threshold`,
-    `batch_size`, `max_bytes`, `quantize`, `mode` and `spans` not given are read from configs/inference.yaml;
-    `follow_symlinks` as for `iter_records`."""
+    `batch_size`, `max_bytes`, `quantize`, `mode` and `spans` not given are read from `cfg` (default:
+    configs/inference.yaml), `model` from its `baseline_model` if `baseline`; `follow_symlinks` as for
+    `iter_records`."""
     for out in (output, report):  # before anything else: the writers would truncate them
         if out is not None:
             check_not_an_input(out, inputs)
+    cfg = cfg or settings.load()
+    if baseline and model is CONFIGURED:
+        model = cfg.baseline_model
     given = {"model": model, "threshold": threshold, "batch_size": batch_size, "max_bytes": max_bytes,
              "quantize": quantize, "mode": mode, "spans": spans}
-    cfg = dataclasses.replace(settings.load(), **{k: v for k, v in given.items() if v is not CONFIGURED})
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not CONFIGURED})
     det = load_detector(cfg)
     return score_files(det, inputs, output, resume, cfg.batch_size, cfg.max_bytes, progress, report, follow_symlinks)
 
@@ -99,15 +104,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         ap.error("--threshold must be between 0 and 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        ap.error("--batch-size must be at least 1")
+    # what the command line gave (--model also as an override, and here so that it wins over --baseline)
+    flags = {"model": args.model, "threshold": args.threshold, "batch_size": args.batch_size,
+             "quantize": args.quantize, "mode": args.mode, "spans": args.spans}
     try:
         cfg = settings.load(args.config, settings.overrides(args))
         settings.process_defaults(cfg)
-        model = args.model or (cfg.baseline_model if args.baseline else cfg.model)
-        threshold = cfg.threshold if args.threshold is None else args.threshold
-        summary = run(args.inputs, args.output, model, threshold, args.resume, args.batch_size or cfg.batch_size,
-                      cfg.max_bytes, progress=not args.quiet,
-                      quantize=cfg.quantize if args.quantize is None else args.quantize, report=args.report,
-                      mode=args.mode or cfg.mode, spans=args.spans or cfg.spans, follow_symlinks=args.follow_symlinks)
+        summary = run(args.inputs, args.output, resume=args.resume, progress=not args.quiet, report=args.report,
+                      follow_symlinks=args.follow_symlinks, baseline=args.baseline, cfg=cfg,
+                      **{k: v for k, v in flags.items() if v is not None})  # the rest: run() reads cfg
     except Exception as e:  # noqa: BLE001 - the command cannot run: say why, exit non-zero
         return cli.fail(e, name_the_error=True)
     print(f"{summary['records']} records: {summary['spun']} spun, {summary['clean']} clean, "

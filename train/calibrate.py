@@ -189,9 +189,11 @@ def threshold_rows(rows: list[dict], taken: set, cfg: CalibrationSection, seed: 
 
 def read_all(det: Detector, analyses: list[Analysis], desc: str, chunk: int = 32) -> None:
     """Have the language model read `analyses` now, with a progress bar (it reads ~2 articles a second, and
-    training reads thousands of texts); later `features` calls find them read."""
+    training reads thousands of texts); later `features` calls find them read. Stage one runs first: past the
+    word budget, it picks the sentences read."""
     from tqdm import tqdm
 
+    det.stage_one(analyses)
     todo = [a for a in analyses if a.sentences]
     for i in tqdm(range(0, len(todo), chunk), desc=desc, unit="batch", mininterval=10):
         det.read(todo[i:i + chunk])
@@ -219,7 +221,6 @@ def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sampl
     modes, binding, out = {}, {}, {}
     for name, (zw, tw) in weights.items():
         if zw:
-            det.stage_one(analyses)  # past the word budget, stage one picks the sentences read
             read_all(det, analyses, "language model: validation texts")
         X, _ = det.features(analyses, reads=zw != 0)
         raw = zw * X[:, 0] + tw * X[:, 1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from inference.model.detector import Detector
+from train.calibrate import read_all
 from train.metrics import slice_metrics, word_figures, word_scores
 
 SPUN_SHARE_BUCKETS = ("<20%", "20-40%", ">=40%")
@@ -51,6 +52,8 @@ def suggestion_accuracy(rows: list[dict], records: list[dict]) -> tuple[float, i
 def evaluate(det: Detector, rows: list[dict], prefix: str = "test") -> dict:
     """Score `rows` with `det`; returns {"metrics", "table", "scores", "rows"}."""
     analyses = det.analyse([r["text"] for r in rows])
+    if det.modes_[det.mode].reads and det.reader is not None:
+        read_all(det, analyses, f"language model: {prefix} texts")
     scores = np.array(det.text_scores(analyses))
     t = det.threshold
     y = np.array([r["label"] for r in rows])
@@ -161,6 +164,8 @@ def evaluate_families(det: Detector, rows: list[dict], families: list[str], limi
     unique = {r["id"]: r for sample in samples.values() for r in sample}
     ids = list(unique)
     analyses = det.analyse([unique[i]["text"] for i in ids])
+    if "thorough" in det.modes_ and det.reader is not None:  # read once, here, for every variant below
+        read_all(det, analyses, "language model: held-out family texts")
     variants = {"full": det.mode, **({"tagger_only": "fast"} if det.mode != "fast" else {})}
     out: dict[str, dict] = {}
     for variant, mode in variants.items():

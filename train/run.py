@@ -224,7 +224,6 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     clean = per_source([r for r in test if is_clean(r)], cfg.max_test_texts, cfg.seed)
     analyses = det.analyse([r["text"] for r in clean])
     if det.modes_[det.mode].reads:
-        det.stage_one(analyses)
         read_all(det, analyses, "language model: clean test texts")
     fpr = clean_fpr(np.array(det.text_scores(analyses)), clean, [det.length_band(a) for a in analyses], det.threshold,
                     "test")
