@@ -7,10 +7,8 @@ cost nothing more than today's one:
 - `ratio`: the mean over words with alternatives of clip(log P(best alternative) - log P(word), 0, 12): the
   detector's zero-shot score without the next word (`zero_shot(sents, 0)`, inference/model/detector.py);
 - `surprisal`: the mean surprisal of the words;
-- `next+g`: the shipped zero-shot score with next-word weight g (`zero_shot(sents, g)`: the log-ratio plus g x the
-  next word's excess surprisal, then clipped; a swap also makes the next word unlikely);
-- `pos+next+g`: the same with the log-ratio clipped at 0 before the next word's share is added (the variant
-  behind reading.next_word_weight's figures in docs/experiments.md);
+- `next+g`: the shipped zero-shot score with next-word weight g (`zero_shot(sents, g)`: the log-ratio, at least 0,
+  plus g x the next word's excess surprisal, then clipped; a swap also makes the next word unlikely);
 - `rare+l`: the ratio plus l x how much rarer (Zipf, wordfreq) the word is than its best alternative.
 Prints one paragraph ROC-AUC per family and score, and the worst family per score; logs them to MLflow
 (experiment `unspin-probes`). Usage: python bench/probe_zero_shot.py [--texts 120] [--clean 200]
@@ -32,8 +30,8 @@ def paragraphs(rows, n, seed, keep):
 
 
 def read(texts, signal):
-    """Per text: rows of (ratio, surprisal, known, zipf(word), zipf(best alternative)) per word, in order, each
-    word's sentence index (the next word is read within its sentence), and the priced sentences."""
+    """Per text: rows of (ratio, surprisal, known, zipf(word), zipf(best alternative)) per word, in order, and
+    the priced sentences."""
     from wordfreq import zipf_frequency
 
     from data.text import sentences, words
@@ -48,19 +46,18 @@ def read(texts, signal):
     signal.price([(a, a.sentences) for a in analyses])
     out = []
     for a in analyses:
-        rows, sent_of = [], []
-        for k, s in enumerate(a.sentences):
+        rows = []
+        for s in a.sentences:
             for i, (ws, we) in enumerate(s.words):
                 best = (s.preferred or {}).get(i)
                 word = a.text[ws:we]
                 rows.append([*s.prices[i], zipf_frequency(word, "en"),
                              zipf_frequency(best, "en") if best else np.nan])
-                sent_of.append(k)
-        out.append((np.array(rows).reshape(-1, 5), np.array(sent_of), a.sentences))
+        out.append((np.array(rows).reshape(-1, 5), a.sentences))
     return out
 
 
-def scores(words: np.ndarray, sent_of: np.ndarray, sents) -> dict[str, float]:
+def scores(words: np.ndarray, sents) -> dict[str, float]:
     from inference.model.detector import zero_shot
     from inference.model.signals import CLIP
 
@@ -69,15 +66,10 @@ def scores(words: np.ndarray, sent_of: np.ndarray, sents) -> dict[str, float]:
         return {}
     k = known > 0
     r = np.clip(ratio, 0.0, CLIP)
-    nxt = np.full(len(words), 0.0)
-    same = np.r_[sent_of[1:] == sent_of[:-1], False]
-    excess = np.r_[surprisal[1:], 0.0] - np.median(surprisal)
-    nxt[same] = np.maximum(excess[same], 0.0)
     rare = np.clip(np.nan_to_num(za - zw), 0.0, 3.0)
     out = {"ratio": zero_shot(sents, 0.0), "surprisal": surprisal.mean()}
     for g in (0.1, 0.25, 0.5):
         out[f"next+{g}"] = zero_shot(sents, g)
-        out[f"pos+next+{g}"] = np.clip(r + g * nxt, 0, CLIP)[k].mean()
     for lam in (0.25, 0.5, 1.0):
         out[f"rare+{lam}"] = (r + lam * rare)[k].mean()
     out["rare"] = rare[k].mean()
