@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from data.resources import minilm_path
 from data.text import words
@@ -67,6 +68,7 @@ def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict],
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, cfg.spun_weight]), ignore_index=-100)
     tagger = Tagger(model, tokenizer, cfg.max_length, cfg.stride, cfg.inference_batch_size, quantize=False)
     step, t0 = 0, time.time()
+    bar = tqdm(total=total, desc=f"tagger: {len(items)} windows", unit="step", mininterval=10)
     for epoch in range(cfg.epochs):
         model.train()
         running = []
@@ -87,10 +89,10 @@ def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict],
             optim.zero_grad()
             step += 1
             running.append(loss.item())
+            bar.update()
             if step % 50 == 0:
                 log("train_loss", float(np.mean(running[-50:])), step)
-                print(f"  step {step}/{total} loss {np.mean(running[-50:]):.4f} "
-                      f"({step * cfg.batch_size / (time.time() - t0):.1f} windows/s)", flush=True)
+                bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}", refresh=False)
             if step >= total:
                 break
         model.eval()
@@ -99,6 +101,7 @@ def fit_tagger(cfg: TaggerSection, train_rows: list[dict], val_rows: list[dict],
             log("epoch_val_word_f1", word_f1(tagger, val_rows[: cfg.eval_rows]), epoch)
         if step >= total:
             break
+    bar.close()
     log("train_seconds", time.time() - t0, 0)
     log("train_windows_per_second", step * cfg.batch_size / max(1e-9, time.time() - t0), 0)
     # Calibration and evaluation then see the precision the model is shipped to score with.
