@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.special import expit
 
 
 def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+    return expit(np.asarray(x, dtype=np.float64))  # no overflow for a steep band curve far from its anchor
 
 
 def logit(p):
