@@ -228,7 +228,7 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     fpr = clean_fpr(np.array(det.text_scores(analyses)), clean, [det.length_band(a) for a in analyses], det.threshold,
                     "test")
     spans = [len(det.spans(a)) for a, r in zip(analyses, clean) if r["level"] == "article"]
-    fpr["test_clean_article_spans_per_text"] = float(np.mean(spans)) if spans else float("nan")
+    fpr["test_clean_article_spans"] = float(np.mean(spans)) if spans else float("nan")
     result["metrics"].update(fpr)
     figures = evaluate_families(det, test, chosen.families, cfg.lofo.max_eval_texts, cfg.seed)
     families, families_tagger_only = figures["full"], figures.get("tagger_only", {})
@@ -343,6 +343,11 @@ def fpr_table(metrics: dict) -> str:
         cells = [f"{metrics[f'test_clean_fpr.{d}.{b}']:.3f} of {metrics[f'test_clean_n.{d}.{b}']:4d}"
                  if f"test_clean_fpr.{d}.{b}" in metrics else "-" for b in LENGTH_BANDS]
         lines.append(f"{d:16s}" + "".join(f"{c:>18s}" for c in cells))
+    medians = [f"{metrics[f'test_clean_median.{b}']:.3f}" if f"test_clean_median.{b}" in metrics else "-"
+               for b in LENGTH_BANDS]
+    lines.append(f"{'median score':16s}" + "".join(f"{c:>18s}" for c in medians))
+    if "test_clean_article_spans" in metrics:
+        lines.append(f"highlighted spans per clean article (all shown): {metrics['test_clean_article_spans']:.2f}")
     return "\n".join(lines)
 
 
