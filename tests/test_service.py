@@ -476,7 +476,9 @@ def test_command_exits_non_zero_when_it_cannot_start(tmp_path):
 
 def test_sigterm_drains_in_flight_requests(smoke_run, tmp_path):
     release = tmp_path / "release"
-    server, url = start_service(tmp_path / "drain.log", f"http.max_batch_items={MAX_ITEMS}", *PATIENT)
+    # a drain that outlasts any machine's pace: the held batch must finish, however slowly it is scored
+    server, url = start_service(tmp_path / "drain.log", f"http.max_batch_items={MAX_ITEMS}", *PATIENT,
+                                "http.drain_timeout_s=3600")
     try:
         with httpx.Client(base_url=url, timeout=300) as c:
             t = held_batch(c, release)
