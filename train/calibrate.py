@@ -95,7 +95,8 @@ def fit_reading(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
     known) fitted on a sample of short validation texts: the per-word probability thorough mode highlights with."""
     from inference.model.signals import FEATURES, fusion_features
 
-    det.set_reading(Reading(cfg.max_alternatives, cfg.max_words, cfg.precision, cfg.next_word_weight))  # reads, without a fusion yet
+    # reads, without a fusion yet
+    det.set_reading(Reading(cfg.max_alternatives, cfg.max_words, cfg.precision, cfg.next_word_weight))
     rng = np.random.default_rng(seed)
     short = [i for i, r in enumerate(rows) if r["level"] != "article" and analyses[i].sentences]
     sample = sorted(rng.choice(short, min(len(short), cfg.fit_texts), replace=False).tolist())
