@@ -11,8 +11,9 @@ Scoring a batch (`Detector.score`):
      (`inference/model/signals.py`);
   4. `features`, `text_scores`: the mode's raw score (thorough: the zero-shot score, `zero_shot`: the mean
      positive log-ratio plus the next word's excess surprisal, over the words that have alternatives, plus
-     `tagger_weight` times stage one's logit; fast: stage one's logit alone) through the text's length band's curve, a logistic curve anchored at 0.5 where the band's
-     clean texts of the worst domain are flagged at the configured rate;
+     `tagger_weight` times stage one's logit; fast: stage one's logit alone) through the text's length band's
+     curve: 0.5 where the band's clean texts of the worst domain are flagged at the configured rate, about 0.01
+     at its median clean text;
   5. `record`: label (score >= threshold, 0.5 unless a caller overrides it), sentence scores and spans.
 Its fitted state (attributes ending in `_`) comes from the constructor (`load`) or its `set_*` methods, which
 take what train/calibrate.py fits (inference/model/fitted.py).
@@ -124,8 +125,8 @@ def zero_shot(sents: list[Sentence], next_word_weight: float) -> float:
     """Over the read words that have alternatives, the mean of: how much likelier the best alternative would have
     been (log-ratio, at least 0: a word likelier than every alternative cancels nothing) plus `next_word_weight`
     times how far the next word's surprisal (same sentence) exceeds the median of the words read, clipped to
-    [0, CLIP]: a swap also makes the words after it unlikely ("counterfeit
-    consciousness"), which the left context alone cannot see. 0 when nothing was read."""
+    [0, CLIP]: a swap also makes the words after it unlikely ("counterfeit consciousness"), which the left
+    context alone cannot see. 0 when nothing was read."""
     read = [s.prices for s in sents if s.prices is not None and len(s.prices)]
     if not read:
         return 0.0
