@@ -427,7 +427,10 @@ class Detector:
                     chosen.append(s)
                     n += len(s.words)
             a.read = n / max(1, total)
-            items.append((a, [s for s in chosen if s.prices is None]))
+            unread = [s for s in chosen if s.prices is None]
+            if chosen and not unread:
+                continue  # read before (training reads ahead, with a progress bar): counted then
+            items.append((a, unread))
             self.stats["prose_words"] += total
             self.stats["read_words"] += n
         self.reader.price(items)
