@@ -91,7 +91,7 @@ def main(argv=None) -> int:
                     help="carry on after the records already in OUT (per id, as many as it holds) and append")
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
-                    help="int8 (or --no-quantize: full-precision) encoder weights; default: as the model was calibrated")
+                    help="int8 (or --no-quantize: full-precision) encoder weights; default: configs/inference.yaml's quantize")
     ap.add_argument("--mode", choices=MODES, help="thorough: the language model reads every sentence; fast: the "
                                                   "tagger alone (default `mode`: the model's own)")
     ap.add_argument("--spans", choices=SPANS, help="flagged: spans of texts labelled spun only; all: of every text "

@@ -233,7 +233,7 @@ def plots(result: dict, threshold: float, out_dir) -> list:
             frac, mean = calibration_curve(y[m], scores[m], n_bins=10, strategy="quantile")
             ax.plot(mean, frac, marker="o", label=name)
     ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.set(xlabel="predicted P(spun)", ylabel="observed share spun", title="Calibration (test)")
+    ax.set(xlabel="score", ylabel="observed share spun", title="Score against share spun (test)")
     ax.legend()
     paths.append(out_dir / "calibration.png")
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
