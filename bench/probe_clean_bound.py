@@ -5,8 +5,8 @@ The shipped model's thorough raw scores of every clean validation and test text 
 level by default: cheap to read). For each rule, the band's decision point is placed on validation as training
 places it (`train/calibrate.py:decision_point`: the worst domain flagged at `rate`), and the test split's clean
 texts flagged per domain, and its spun texts' recall, are printed and logged to MLflow (experiment
-`unspin-probes`). Rules: `threshold_texts` validation texts a domain (training's sample) or all of them, at
-`max_clean_fp_rate` and at half of it.
+`unspin-probes`). Rules: the model's own decision point (`shipped`), `threshold_texts` validation texts a domain
+(a sample like training's) or all of them, at `max_clean_fp_rate` and at half of it.
 Usage: python bench/probe_clean_bound.py [--model models:/unspin@champion] [--levels sentence]
 """
 from __future__ import annotations
@@ -59,10 +59,11 @@ def main(argv=None) -> int:
              "all_half_rate": (np.ones(len(val), bool), cal.max_clean_fp_rate / 2)}
     metrics = {}
     for band in sorted(set(val_band)):
-        for name, (keep, rate) in rules.items():
-            mine = keep & (val_band == band)
+        for name, (keep, rate) in {"shipped": (None, None), **rules}.items():
+            mine = (val_band == band) & (keep if keep is not None else True)
             slices = {d: mine & (val_src == d) for d in sorted(set(val_src[mine]))}
-            at, by = decision_point(val_raw, slices, rate, cal.min_slice_texts)
+            at, by = ((det.modes_["thorough"].bands[band].at, "training") if keep is None else
+                      decision_point(val_raw, slices, rate, cal.min_slice_texts))
             flagged = test_raw >= at
             t = test_band == band
             fpr = {d: (flagged[t & test_clean & (test_src == d)].mean(), (t & test_clean & (test_src == d)).sum())
