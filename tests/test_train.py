@@ -34,7 +34,7 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
         a.path for d in ("plots", "evaluation") for a in client.list_artifacts(run.info.run_id, d)}
     for path in ("model_card.md", "plots/pr_curve.png", "plots/calibration.png", "plots/confusion_matrix.png",
-                 "evaluation/test_table.txt", "evaluation/worst_examples.json"):
+                 "evaluation/test_table.txt", "evaluation/worst_examples.json", "evaluation/clean_flagged.json"):
         assert path in artifacts, path
     assert str(client.get_model_version_by_alias("unspin", "champion").version) == tagger["version"] == "1"
     assert str(client.get_model_version_by_alias("unspin-baseline", "champion").version) == "1"
@@ -143,7 +143,7 @@ def test_a_fold_experiment_trains_and_logs_only_the_folds_it_names(mlflow_store,
     from train.run import train
 
     cfg = smoke_config(tmp_path_factory, "experiment=unspin-smoke-2", "baseline.enabled=false", "tagger.main=false",
-                       "lofo.enabled=true", "lofo.families=[wordnet]")
+                       "lofo.enabled=true", "lofo.families=[wordnet]", "calibration.threshold_texts=4")  # plumbing only
     got = train(cfg)
     assert list(got["models"]) == ["tagger-without-wordnet"] and list(got["lofo"]) == ["wordnet"]
     metrics = mlflow.get_run(got["run_id"]).data.metrics
@@ -209,7 +209,7 @@ def test_champion_validated_on_other_data_is_rescored_before_comparing(smoke_run
     from train.calibrate import fit_calibration
     from train.registry import log_detector, promote_if_better
 
-    cfg = smoke_config(tmp_path_factory)
+    cfg = smoke_config(tmp_path_factory, "calibration.threshold_texts=4")  # re-scored or not is the point, not figures
     rows = load_from_disk(str(tmp_path_factory.getbasetemp() / "smoke-data"))["validation"].to_list()
     det = Detector.load("models:/unspin@champion")
     rescored = []
@@ -254,6 +254,11 @@ def test_each_length_band_is_anchored_where_its_worst_domain_is_flagged_at_the_s
     assert np.median(curve(raw[source == "news"])) < 0.02 and np.median(curve(raw[source == "spun"])) > 0.5
     assert np.all(np.diff(curve(np.sort(raw))) >= 0)  # a monotone map: it keeps the ranking
     assert decision_point(raw, {"tiny": slices["tiny"]}, 0.01, min_texts=30)[1] == "pooled"
+    # two louder domains too small alone (20 texts each) are pooled, and their pool holds the band
+    more = np.concatenate([raw, rng.normal(6, 1, 40)])
+    kinds = np.concatenate([source, ["x"] * 20 + ["y"] * 20])
+    at, binding = decision_point(more, {d: kinds == d for d in ("news", "x", "y")}, 0.01, min_texts=30)
+    assert binding == "small" and not (more[np.isin(kinds, ["x", "y"])] >= at).any()
 
 
 def test_random_swaps_replace_clean_words_with_corpus_words_of_the_same_shape_and_label_them():

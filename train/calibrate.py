@@ -109,16 +109,19 @@ def fit_reading(det: Detector, rows: list[dict], analyses: list[Analysis], cfg: 
 
 
 def placing(slices: dict[str, np.ndarray], min_texts: int) -> dict[str, np.ndarray]:
-    """The slices large enough (`min_texts`) to place a bound; all of them pooled when none is."""
+    """The slices that place a bound: each one of at least `min_texts` texts, and the smaller ones pooled into one
+    ("small") when together they are that large, so a band's rare domains are held too; all pooled when none is."""
     big = {k: m for k, m in slices.items() if m.sum() >= min_texts}
+    small = [m for m in slices.values() if m.sum() < min_texts]
+    if small and big and np.logical_or.reduce(small).sum() >= min_texts:
+        big["small"] = np.logical_or.reduce(small)
     if not big and slices:
         big = {"pooled": np.logical_or.reduce(list(slices.values()))}
     return big
 
 
 def decision_point(raw: np.ndarray, slices: dict[str, np.ndarray], rate: float, min_texts: int) -> tuple[float, str]:
-    """(the lowest raw score that flags at most `rate` of every slice's texts, the slice that sets it). Slices
-    smaller than `min_texts` count only when no slice is that large (then pooled)."""
+    """(the lowest raw score that flags at most `rate` of every placing slice's texts, the slice that sets it)."""
     big = placing(slices, min_texts)
     best = (-np.inf, "none")
     for key, mask in big.items():

@@ -74,7 +74,7 @@ class LofoSection:
 class CalibrationSection:
     word_threshold: float | None  # stage one's word flags (a feature); None = chosen for the best spun-word F1
     max_clean_fp_rate: float  # each length band's decision point flags at most this share of every domain's clean texts
-    min_slice_texts: int  # a (domain, length band) slice with fewer clean validation texts does not set the decision point
+    min_slice_texts: int  # (domain, length band) slices with fewer clean validation texts are pooled to set the decision point
     span_precision: float  # highlight threshold: the lowest whose validation spun-word precision reaches this
     max_clean_spans: float  # ... raised until clean validation articles carry at most this many spans on average
     length_band_words: list[int]  # prose words from which a text is in the paragraph length band, the article one
@@ -84,7 +84,7 @@ class CalibrationSection:
     # to it, its threshold rises until it flags almost no article (test article F1 0.09).
     paraphrase_bound: list[str]
     max_validation_texts: int | None  # per level (sentence, paragraph, article)
-    threshold_texts: int | None  # per domain: clean validation texts (and paraphrases) the length bands are held to
+    threshold_texts: int | None  # per (source, level): clean validation texts (and paraphrases) the bands are held to; None: all
 
 
 @dataclass

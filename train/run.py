@@ -225,8 +225,11 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     analyses = det.analyse([r["text"] for r in clean])
     if det.modes_[det.mode].reads:
         read_all(det, analyses, "language model: clean test texts")
-    fpr = clean_fpr(np.array(det.text_scores(analyses)), clean, [det.length_band(a) for a in analyses], det.threshold,
-                    "test")
+    scores, bands = np.array(det.text_scores(analyses)), [det.length_band(a) for a in analyses]
+    fpr = clean_fpr(scores, clean, bands, det.threshold, "test")
+    # the clean texts a moderator would have been sent: which they are says why
+    mlflow.log_dict([{"id": r["id"], "source": r["source"], "band": b, "score": round(float(s), 4), "text": r["text"][:600]}
+                     for r, b, s in zip(clean, bands, scores) if s >= det.threshold], "evaluation/clean_flagged.json")
     spans = [len(det.spans(a)) for a, r in zip(analyses, clean) if r["level"] == "article"]
     fpr["test_clean_article_spans"] = float(np.mean(spans)) if spans else float("nan")
     result["metrics"].update(fpr)
