@@ -45,6 +45,7 @@ class WordLikelihood:
 
 
 PRECISIONS = ("bfloat16", "int8", "float32")
+PADDING_WASTE = 0.15  # a forward call pads its texts to its longest: at most this share of its tokens is padding
 
 
 class CausalLM:
@@ -101,7 +102,8 @@ class CausalLM:
         ids = [[self.bos] + x for x in enc["input_ids"]]
         offsets = [[(0, 0)] + list(o) for o in enc["offset_mapping"]]
         out: list[list[WordLikelihood]] = [[] for _ in texts]
-        for batch in self._batches(list(range(len(texts))) if groups is None else list(groups)):
+        lengths = [len(x) for x in ids]
+        for batch in self._batches(list(range(len(texts))) if groups is None else list(groups), lengths):
             width = max(len(ids[k]) for k in batch)
             x = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
             mask = torch.zeros_like(x)
@@ -115,14 +117,26 @@ class CausalLM:
         return out
 
     @staticmethod
-    def _batches(groups: list[int]) -> list[list[int]]:
+    def _batches(groups: list[int], lengths: list[int], waste: float = PADDING_WASTE) -> list[list[int]]:
         """Text indices per forward call: each group (document) alone, so that a word's likelihood never depends
         on the documents read beside it (dynamic int8 scales activations by the largest value in the call, and
-        other kernels may round differently with the batch's shape)."""
+        other kernels may round differently with the batch's shape); within a document, texts (sentences) of
+        similar length together, so that padding is at most `waste` of a call's tokens (a news article's
+        sentences padded to its longest cost 1.8 times their tokens)."""
         mine: dict[int, list[int]] = {}
         for k, g in enumerate(groups):
             mine.setdefault(g, []).append(k)
-        return list(mine.values())
+        out = []
+        for ks in mine.values():
+            batch, real = [], 0
+            for k in sorted(ks, key=lambda k: lengths[k]):
+                if batch and lengths[k] * (len(batch) + 1) > (1 + waste) * (real + lengths[k]):
+                    out.append(batch)
+                    batch, real = [], 0
+                batch.append(k)
+                real += lengths[k]
+            out.append(batch)
+        return out
 
     def _read(self, logits, norm, ids: list[int], offsets: list[tuple[int, int]], queries) -> list[WordLikelihood]:
         import torch

@@ -43,3 +43,15 @@ def test_bfloat16_prices_words_as_full_precision_does():
     full, half = likelihoods(CausalLM(precision="float32")), likelihoods(CausalLM(precision="bfloat16"))
     gaps = [abs(a - b) for f, h in zip(full, half) for a, b in zip([f[0], f[1], *f[2]], [h[0], h[1], *h[2]])]
     assert len(gaps) == 7 and max(gaps) < 0.25, gaps
+
+
+def test_a_forward_call_reads_one_documents_texts_of_similar_length():
+    """Each call holds one document's texts (a word's likelihood never depends on other documents), and texts of
+    similar length, so padding is a small share of what it computes."""
+    groups = [0] * 6 + [1] * 3
+    lengths = [10, 40, 11, 39, 12, 80, 5, 5, 50]
+    batches = CausalLM._batches(groups, lengths)
+    assert sorted(k for b in batches for k in b) == list(range(9))
+    assert all(len({groups[k] for k in b}) == 1 for b in batches)
+    assert all(max(lengths[k] for k in b) * len(b) <= 1.15 * sum(lengths[k] for k in b) for b in batches)
+    assert sorted(map(sorted, batches)) == [[0, 2, 4], [1, 3], [5], [6, 7], [8]]

@@ -287,3 +287,22 @@ def test_random_swaps_replace_clean_words_with_corpus_words_of_the_same_shape_an
     assert len(mixed) == 200 and 30 < sum(r["text"] != text for r in mixed) < 90
     cfg.share = 0.0
     assert add_random_swaps(rows, originals, cfg, random.Random(1)) is rows
+
+
+def test_evaluation_analyses_and_reads_a_text_once_whatever_samples_hold_it(smoke_run):
+    from inference import Detector
+    from train.calibrate import Analyses, read_all
+
+    det = Detector.load("models:/unspin@champion")
+    analyse = Analyses(det)
+    one, two, three = ("The minister said the talks went well.", "Shares rose five percent in early trading.",
+                       "The festival opened with a drama about a family.")
+    first = analyse([one, two])
+    read_all(det, first, "language model: first sample")
+    prices = first[0].sentences[0].prices
+    assert prices is not None and first[0].read == 1.0
+    second = analyse([two, one, three, three])
+    assert second[0] is first[1] and second[1] is first[0] and second[2] is second[3]
+    read_all(det, second, "language model: second sample")
+    assert second[1].sentences[0].prices is prices  # read once: the first reading is kept, not redone
+    assert second[2].read == 1.0 and second[2].sentences[0].prices is not None

@@ -198,9 +198,22 @@ def read_all(det: Detector, analyses: list[Analysis], desc: str, chunk: int = 32
     from tqdm import tqdm
 
     det.stage_one(analyses)
-    todo = [a for a in analyses if a.sentences]
+    todo = list({id(a): a for a in analyses if a.sentences and a.read is None}.values())  # each unread one once
     for i in tqdm(range(0, len(todo), chunk), desc=desc, unit="batch", mininterval=10):
         det.read(todo[i:i + chunk])
+
+
+class Analyses:
+    """A detector's analyses by text, for evaluation: a text that several samples hold is analysed and read once
+    (`read_all` skips texts read before). Valid while the detector's fitted state stays as it is."""
+
+    def __init__(self, det: Detector):
+        self.det, self.by_text = det, {}
+
+    def __call__(self, texts: list[str]) -> list[Analysis]:
+        new = [t for t in dict.fromkeys(texts) if t not in self.by_text]
+        self.by_text.update(zip(new, self.det.analyse(new)))
+        return [self.by_text[t] for t in texts]
 
 
 def fit_modes(det: Detector, rows: list[dict], analyses: list[Analysis], n_sample: int, cfg: CalibrationSection,

@@ -49,9 +49,10 @@ def suggestion_accuracy(rows: list[dict], records: list[dict]) -> tuple[float, i
     return (hits / total if total else float("nan")), total
 
 
-def evaluate(det: Detector, rows: list[dict], prefix: str = "test") -> dict:
-    """Score `rows` with `det`; returns {"metrics", "table", "scores", "rows"}."""
-    analyses = det.analyse([r["text"] for r in rows])
+def evaluate(det: Detector, rows: list[dict], prefix: str = "test", analyse=None) -> dict:
+    """Score `rows` with `det` (analysed by `analyse`, `det.analyse` by default); returns {"metrics", "table",
+    "scores", "rows"}."""
+    analyses = (analyse or det.analyse)([r["text"] for r in rows])
     if det.modes_[det.mode].reads and det.reader is not None:
         read_all(det, analyses, f"language model: {prefix} texts")
     scores = np.array(det.text_scores(analyses))
@@ -154,18 +155,18 @@ def roc(labels, raw) -> float:
 
 
 def evaluate_families(det: Detector, rows: list[dict], families: list[str], limit: int | None, seed: int,
-                      tagger_weights: list[float] = ()) -> dict[str, dict]:
+                      tagger_weights: list[float] = (), analyse=None) -> dict[str, dict]:
     """{variant: {family: figures}} for each family's spun paragraphs and articles against clean ones, per level
     (keys prefixed "paragraph." and "article.") and pooled. Variants: "full", the detector in its current mode;
     "tagger_only", fast mode (when the current one reads); "zero_shot", the language model's zero-shot score
     alone, and "tagger_weight_W", thorough raw scores with each of `tagger_weights` (ROC-AUC only: they have no
-    threshold). Every text is analysed once, whatever families share it."""
+    threshold). Every text is analysed once (by `analyse`, `det.analyse` by default), whatever families share it."""
     samples = {(f, lv): heldout_rows(rows, f, lv, limit, seed) for f in families for lv in ("paragraph", "article")}
     unique = {r["id"]: r for sample in samples.values() for r in sample}
     ids = list(unique)
-    analyses = det.analyse([unique[i]["text"] for i in ids])
+    analyses = (analyse or det.analyse)([unique[i]["text"] for i in ids])
     if "thorough" in det.modes_ and det.reader is not None:  # read once, here, for every variant below
-        read_all(det, analyses, "language model: held-out family texts")
+        read_all(det, analyses, "language model: per-family texts")
     variants = {"full": det.mode, **({"tagger_only": "fast"} if det.mode != "fast" else {})}
     out: dict[str, dict] = {}
     for variant, mode in variants.items():

@@ -213,16 +213,17 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     import mlflow
 
     from inference.report import examples_report
-    from train.calibrate import clean_fpr, is_clean, per_level, per_source, read_all
+    from train.calibrate import Analyses, clean_fpr, is_clean, per_level, per_source, read_all
     from train.evaluate import evaluate, evaluate_families, format_table, plots, worst_examples
 
     test_rows = per_level(test, cfg.max_test_texts, cfg.seed)
+    analyse = Analyses(det)  # the three samples below share texts: each is read once
     t1 = time.time()
-    result = evaluate(det, test_rows)
+    result = evaluate(det, test_rows, analyse=analyse)
     eval_seconds = time.time() - t1
     test_chars = sum(len(r["text"]) for r in test_rows)
     clean = per_source([r for r in test if is_clean(r)], cfg.max_test_texts, cfg.seed)
-    analyses = det.analyse([r["text"] for r in clean])
+    analyses = analyse([r["text"] for r in clean])
     if det.modes_[det.mode].reads:
         read_all(det, analyses, "language model: clean test texts")
     scores, bands = np.array(det.text_scores(analyses)), [det.length_band(a) for a in analyses]
@@ -233,7 +234,7 @@ def judge_main(job: Job, det, val: dict, fit_seconds: float, test: list[dict], c
     spans = [len(det.spans(a)) for a, r in zip(analyses, clean) if r["level"] == "article"]
     fpr["test_clean_article_spans"] = float(np.mean(spans)) if spans else float("nan")
     result["metrics"].update(fpr)
-    figures = evaluate_families(det, test, chosen.families, cfg.lofo.max_eval_texts, cfg.seed)
+    figures = evaluate_families(det, test, chosen.families, cfg.lofo.max_eval_texts, cfg.seed, analyse=analyse)
     families, families_tagger_only = figures["full"], figures.get("tagger_only", {})
     mlflow.log_metrics({**val, **result["metrics"], "fit_seconds": fit_seconds, "eval_seconds": eval_seconds,
                         "eval_chars_per_second": test_chars / max(1e-9, eval_seconds),
