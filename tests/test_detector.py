@@ -80,10 +80,9 @@ def test_shipped_model_scores_at_its_calibrated_precision_and_saves_full_weights
     full = Detector.load(detector.save(tmp_path / "det"), quantize=False, mode="fast")
     assert not full.tagger.quantized and isinstance(full.tagger.model.classifier, torch.nn.Linear)
     text = "Washington's best diplomat stated the overseas ministers met a 12 months in the past."
-    with detector.using(mode="fast"):  # the tagger's score (thorough mode's may not use it)
-        a = detector.score(text)["score"]
-    b = full.score(text)["score"]
-    assert a != b and abs(a - b) < 0.1  # same weights, two precisions
+    # the tagger's word probabilities (a text's score may sit at 0 in both, far below the threshold)
+    [a], [b] = detector.tagger.word_probs([text]), full.tagger.word_probs([text])
+    assert len(a) == len(b) and (a != b).any() and abs(a - b).max() < 0.1  # same weights, two precisions
 
 
 def test_a_text_scores_the_same_alone_and_in_any_batch(detector, monkeypatch):
