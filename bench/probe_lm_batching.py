@@ -18,14 +18,6 @@ from bench.bench_score import bench_articles
 from data import cli
 
 
-def per_document(groups: list[int], lengths: list[int]) -> list[list[int]]:
-    """The cut before: each document's texts in one call, whatever their lengths."""
-    mine: dict[int, list[int]] = {}
-    for k, g in enumerate(groups):
-        mine.setdefault(g, []).append(k)
-    return list(mine.values())
-
-
 def main() -> None:
     import numpy as np
 
@@ -39,6 +31,7 @@ def main() -> None:
     texts = bench_articles(args.articles)
     Detector.load("models:/unspin@champion").score(texts[:2])  # loads and warms the language model
     similar, scores = CausalLM._batches, {}
+    per_document = lambda groups, lengths: similar(groups, lengths, waste=float("inf"))  # the cut before: no split
     for name, cut in [("per document", per_document), ("similar lengths", similar)] * 2:
         CausalLM._batches = staticmethod(cut)
         det = Detector.load("models:/unspin@champion", mode="thorough")

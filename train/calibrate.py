@@ -113,8 +113,9 @@ def placing(slices: dict[str, np.ndarray], min_texts: int) -> dict[str, np.ndarr
     ("small") when together they are that large, so a band's rare domains are held too; all pooled when none is."""
     big = {k: m for k, m in slices.items() if m.sum() >= min_texts}
     small = [m for m in slices.values() if m.sum() < min_texts]
-    if small and big and np.logical_or.reduce(small).sum() >= min_texts:
-        big["small"] = np.logical_or.reduce(small)
+    pool = np.logical_or.reduce(small) if small else None
+    if big and pool is not None and pool.sum() >= min_texts:
+        big["small"] = pool
     if not big and slices:
         big = {"pooled": np.logical_or.reduce(list(slices.values()))}
     return big
