@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from bench import table
 from data import cli
 
-# (model setting, int8 encoder, language-model stage): the default is int8 with the language model where unsure
+# (model setting, int8 encoder, mode): the default is the int8 tagger in thorough mode (the language model reads all)
 VARIANTS = {"thorough (int8 tagger + LM)": ("model", True, "thorough"), "fast (int8 tagger)": ("model", True, "fast"),
             "thorough (fp32 tagger + LM)": ("model", False, "thorough"), "baseline": ("baseline_model", None, "fast")}
 # test-split figures of each variant (`test_<name>` in train.evaluate's metrics)
@@ -46,7 +46,7 @@ def measure(variant: str, n: int, batch_size: int) -> dict:
     key, quantize, mode = VARIANTS[variant]
     det = Detector.load(getattr(cfg, key), quantize=quantize, mode=mode)
     texts = bench_articles(n)
-    det.score(texts[:4])  # warm-up (loads the language model too, when the stage is on)
+    det.score(texts[:4])  # warm-up (loads the language model too, in thorough mode)
     det.stats.clear()
     t0 = time.perf_counter()
     for i in range(0, len(texts), batch_size):
@@ -56,7 +56,10 @@ def measure(variant: str, n: int, batch_size: int) -> dict:
         tokens = sum(len(ids) for ids in det.tagger.tokenizer(texts)["input_ids"])
     else:
         tokens = sum(len(t.split()) for t in texts)
+    # the precision the language model computed in: bfloat16 only where the CPU has it natively (data.lm.native)
+    lm = det.reader.lm.precision if mode == "thorough" and det.reader is not None else "-"
     return {"variant": variant, "articles": len(texts), "mean_words": sum(len(t.split()) for t in texts) / len(texts),
+            "lm_precision": lm,
             "context_share": det.stats["read_words"] / max(1, det.stats["prose_words"]),
             "articles_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -100,7 +103,8 @@ def main() -> int:
         return 0
     print(f"batch scoring, {args.articles} BBC-sized test articles, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores")
-    print(f"{'variant':28s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s} {'read by LM':>10s}")
+    print(f"{'variant':28s} {'articles/s':>10s} {'tokens/s':>10s} {'peak RSS MB':>12s} {'read by LM':>10s} "
+          f"{'LM precision':>12s}")
     rows = []
     for variant in VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--variant", variant, "--articles", str(args.articles),
@@ -112,11 +116,12 @@ def main() -> int:
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{variant:28s} {r['articles_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['peak_rss_mb']:12.0f}"
-              f" {r['context_share']:10.0%}   (mean {r['mean_words']:.0f} words/article)")
+              f" {r['context_share']:10.0%} {r['lm_precision']:>12s}   (mean {r['mean_words']:.0f} words/article)")
         rows.append([variant, f"{r['articles_per_s']:.1f}", f"{r['tokens_per_s']:,.0f}",
-                     f"{r['peak_rss_mb'] / 1024:.2f} GB", f"{r['context_share']:.0%}", f"{r['mean_words']:.0f}"])
+                     f"{r['peak_rss_mb'] / 1024:.2f} GB", f"{r['context_share']:.0%}", r["lm_precision"],
+                     f"{r['mean_words']:.0f}"])
     table.write_section("score", ["variant", "articles/s", "tokens/s", "peak RSS", "read by the language model",
-                                  "mean words"], rows,
+                                  "its precision", "mean words"], rows,
                         f"{table.provenance()} Model: `{settings_model()}`; {args.articles} articles, "
                         f"batch {args.batch_size}.")
     if not args.no_accuracy:

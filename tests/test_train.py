@@ -151,9 +151,21 @@ def test_a_fold_experiment_trains_and_logs_only_the_folds_it_names(mlflow_store,
         assert 0 <= metrics[f"{variant}.wordnet.paragraph.roc_auc"] <= 1, variant
     assert 0 <= metrics["lofo.wordnet.word_precision"] <= 1 and metrics["lofo.wordnet.spun_read"] == 1.0
     summary = mlflow.artifacts.load_text(f"runs:/{got['run_id']}/evaluation/summary.txt")
-    assert "paragraph ROC-AUC per held-out family" in summary and "best worst-family fusion" in summary
+    assert "paragraph ROC-AUC per held-out family" in summary and "\nship " in summary
     assert not [k for k in metrics if k.startswith(("tagger.", "lofo.moby"))]  # no main model, no other fold
     assert got["models"]["tagger-without-wordnet"]["version"] is None  # folds are never registered
+
+
+def test_a_tagger_weight_ships_only_where_it_is_as_good_as_the_zero_shot_score_on_every_family():
+    from train.run import weight_choice
+
+    roc = lambda *xs: {f: {"paragraph.roc_auc": x} for f, x in zip(("lexicon", "lm", "moby"), xs)}
+    # 0.5 has the best worst family but loses moby: it does not ship; 0.1 holds every family and lifts the worst
+    variants = {"zero_shot": roc(0.70, 0.80, 0.95), "tagger_weight_0": roc(0.70, 0.80, 0.95),
+                "tagger_weight_0.1": roc(0.72, 0.80, 0.95), "tagger_weight_0.5": roc(0.80, 0.85, 0.90)}
+    assert weight_choice(variants).splitlines()[-1].startswith("ship tagger_weight_0.1 (worst family 0.720")
+    del variants["tagger_weight_0.1"]
+    assert weight_choice(variants).splitlines()[-1].startswith("ship the zero-shot score (tagger_weight 0)")
 
 
 def test_a_config_is_its_base_plus_its_changes(tmp_path):

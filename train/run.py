@@ -357,24 +357,26 @@ def fpr_table(metrics: dict) -> str:
 
 def weight_choice(variants: dict[str, dict[str, dict]]) -> str:
     """The thorough-mode fusions on every fold: paragraph ROC-AUC per held-out family, the worst of them, and
-    the weight whose worst family is best (what configs/train.yaml's reading.tagger_weight should say)."""
+    the weight to ship (configs/train.yaml's reading.tagger_weight): among the weights at least as good as the
+    zero-shot score on every family, the one whose worst family is best; none such: the zero-shot score."""
     names = [v for v in variants if v == "zero_shot" or v.startswith("tagger_weight_")]
     if not names:
         return ""
     families = sorted({f for v in names for f in variants[v]})
     head = f"{'raw score':22s}" + "".join(f"{f:>11s}" for f in families) + f"{'worst':>9s}"
     lines = ["Thorough-mode raw scores, paragraph ROC-AUC per held-out family:", head, "-" * len(head)]
-    worst = {}
+    rocs = {v: np.array([variants[v].get(f, {}).get("paragraph.roc_auc", np.nan) for f in families]) for v in names}
+    worst = {v: float(np.nanmin(r)) if not np.all(np.isnan(r)) else float("nan") for v, r in rocs.items()}
     for v in names:
-        rocs = [variants[v].get(f, {}).get("paragraph.roc_auc", float("nan")) for f in families]
-        worst[v] = float(np.nanmin(rocs)) if not np.all(np.isnan(rocs)) else float("nan")
-        lines.append(f"{v:22s}" + "".join(f"{x:11.3f}" for x in rocs) + f"{worst[v]:9.3f}")
-    fitted = {v: w for v, w in worst.items() if v != "zero_shot" and not np.isnan(w)}
-    if fitted:
-        best = max(fitted, key=fitted.get)
-        verdict = (f"best worst-family fusion: {best} ({fitted[best]:.3f}); zero-shot alone: {worst['zero_shot']:.3f}"
-                   + (" -> ship the zero-shot score (tagger_weight 0)" if fitted[best] <= worst["zero_shot"] else ""))
-        lines.append(verdict)
+        lines.append(f"{v:22s}" + "".join(f"{x:11.3f}" for x in rocs[v]) + f"{worst[v]:9.3f}")
+    if "zero_shot" in rocs:
+        zero = rocs["zero_shot"]
+        eligible = {v: worst[v] for v in names if v != "zero_shot" and not np.isnan(worst[v])
+                    and np.all((rocs[v] >= zero) | np.isnan(zero)) and worst[v] > worst["zero_shot"]}
+        best = max(eligible, key=eligible.get) if eligible else None
+        lines.append(f"ship {best} (worst family {eligible[best]:.3f}; zero-shot alone {worst['zero_shot']:.3f})"
+                     if best else f"ship the zero-shot score (tagger_weight 0): no weight is at least as good on "
+                                  f"every family with a better worst one (zero-shot worst {worst['zero_shot']:.3f})")
     return "\n".join(lines)
 
 

@@ -33,7 +33,7 @@ def first_subtoken_labels(word_ids: list[int | None], word_labels: list[int]) ->
 
 class Tagger:
     """quantize: score with dynamic int8 weights in the linear layers (twice as fast on CPU; accuracy
-    figures in README). The full-precision weights are kept: they are what `save` writes."""
+    figures: bench/README.md). The full-precision weights are kept: they are what `save` writes."""
 
     def __init__(self, model, tokenizer, max_length: int, stride: int, batch_size: int, quantize: bool):
         """max_length, stride: the encoder's window and its overlap, in tokens; batch_size: windows per forward
