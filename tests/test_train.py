@@ -28,7 +28,8 @@ def test_smoke_training_logs_run_metrics_artifacts_and_registers(smoke_run):
     # hyperparameters as params, side by side in the MLflow UI
     params = run.data.params
     assert params["tagger.lr"] == "0.0002" and params["tagger.max_train_rows"] == "600"
-    assert params["reading.tagger_weight"] == "0.0" and "baseline.hash_bits" not in params
+    shipped = train_config.load(ROOT / "configs/train.yaml").reading.tagger_weight
+    assert params["reading.tagger_weight"] == str(shipped) and "baseline.hash_bits" not in params
     assert params["random_swaps.share"] == "0.3"
     assert client.get_run(smoke_run["models"]["baseline"]["run_id"]).data.params["baseline.hash_bits"] == "18"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
