@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.bench_score import bench_articles
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_lm import features
+from bench_score import bench_articles
+
 from data import cli
 
 
@@ -51,18 +53,6 @@ class LlamaCppLM:
         return out
 
 
-def prices(det, analyses) -> tuple[np.ndarray, float]:
-    """Every read word's [ratio, surprisal, known], and the seconds the reading took."""
-    for a in analyses:
-        a.read = None
-        for s in a.sentences:
-            s.prices = None
-    t0 = time.perf_counter()
-    det.read(analyses)
-    seconds = time.perf_counter() - t0
-    return np.concatenate([s.prices for a in analyses for s in a.sentences if s.prices is not None]), seconds
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", type=int, default=20)
@@ -76,21 +66,17 @@ def main() -> int:
 
     det = Detector.load(settings.load().model, mode="thorough")
     texts = bench_articles(args.articles)
-    analyses = det.analyse(texts)
-    det.stage_one(analyses)
     reader = det.reader
     torch_lm, shipped = reader.lm, reader.precision
     # shared() holds both models under their own keys: the reader's precision picks one
     lm._shared[(lm.digest(torch_lm.gguf), "llama.cpp")] = fast = LlamaCppLM(torch_lm, args.threads, args.batch)
-    words = sum(len(s.words) for a in analyses for s in a.sentences)
-    print(f"{len(texts)} BBC-sized test articles, {words} words, {args.threads} threads; PyTorch in "
-          f"{torch_lm.precision}")
+    print(f"{len(texts)} BBC-sized test articles, {sum(len(t.split()) for t in texts)} words, {args.threads} "
+          f"threads; PyTorch in {torch_lm.precision}")
     runs = {}
     for name in ["torch", "llama.cpp"] * 2:  # alternating, twice: the second pair is warm
-        reader.precision = shipped if name == "torch" else "llama.cpp"
-        got, seconds = prices(det, analyses)
+        got, seconds = features(det, texts, shipped if name == "torch" else "llama.cpp")  # seconds an article
         runs[name] = got
-        print(f"{name:10s} {seconds / len(texts):6.3f} s/article  {len(texts) / seconds:5.2f} articles/s", flush=True)
+        print(f"{name:10s} {seconds:6.3f} s/article  {1 / seconds:5.2f} articles/s", flush=True)
     ref, got = runs["torch"], runs["llama.cpp"]
     gap = np.abs(got - ref)[:, :2]
     print(f"tokens read a pass by llama.cpp: {fast.tokens // 2}")

@@ -371,7 +371,7 @@ def weight_choice(variants: dict[str, dict[str, dict]]) -> str:
         lines.append(f"{v:22s}" + "".join(f"{x:11.3f}" for x in rocs[v]) + f"{worst[v]:9.3f}")
     if "zero_shot" in rocs:
         zero = rocs["zero_shot"]
-        eligible = {v: worst[v] for v in names if v != "zero_shot" and not np.isnan(worst[v])
+        eligible = {v: worst[v] for v in names if v != "zero_shot"
                     and np.all((rocs[v] >= zero) | np.isnan(zero)) and worst[v] > worst["zero_shot"]}
         best = max(eligible, key=eligible.get) if eligible else None
         lines.append(f"ship {best} (worst family {eligible[best]:.3f}; zero-shot alone {worst['zero_shot']:.3f})"
